@@ -1,0 +1,1 @@
+"""Applications built on flexitts: the Gradio web demo."""

@@ -1,0 +1,1 @@
+"""The autoregressive language model over dynamic-rate semantic tokens and their durations."""

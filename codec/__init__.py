@@ -1,0 +1,1 @@
+"""The dynamic-rate speech codec: ASR features, frame scheduling, quantisers, encoder and decoder."""

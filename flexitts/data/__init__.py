@@ -1,0 +1,1 @@
+"""Data manifests (JSON Lines) and conversion of users' data sets into them."""

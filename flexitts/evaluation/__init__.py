@@ -1,0 +1,1 @@
+"""Evaluation: intelligibility (WER), speaker similarity, codec quality. Heavy packages load lazily."""

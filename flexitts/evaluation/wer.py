@@ -1,0 +1,73 @@
+"""Word error rate with offline recognisers.
+
+Normalisation follows DESIGN.md: lower-case, punctuation removed, whitespace collapsed. pocketsphinx's
+English model ships inside its wheel, so WER works offline; it is usable on mbrola voices, not on espeak's
+formant voices.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from flexitts.errors import DependencyError
+
+_PUNCT = re.compile(r"[^\w\s']|_")
+
+
+def normalize_for_wer(text: str) -> str:
+    """Lower-case, strip accents and punctuation (keeping in-word apostrophes), collapse whitespace."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = _PUNCT.sub(" ", text)
+    text = re.sub(r"(^|\s)'+|'+(\s|$)", " ", text)  # quotes, not apostrophes
+    return " ".join(text.split())
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus-level WER (total edits / total reference words) after `normalize_for_wer`."""
+    import jiwer
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    refs = [normalize_for_wer(r) for r in references]
+    hyps = [normalize_for_wer(h) for h in hypotheses]
+    keep = [i for i, r in enumerate(refs) if r]  # an empty reference has no defined WER
+    if not keep:
+        raise ValueError("every reference is empty after normalisation")
+    return float(jiwer.wer([refs[i] for i in keep], [hyps[i] for i in keep]))
+
+
+@dataclass
+class PocketsphinxRecognizer:
+    """Offline English recogniser (pocketsphinx's bundled en-us model). Input: 16 kHz mono `[T]`."""
+
+    sample_rate: int = 16000
+    _decoder: object = field(default=None, init=False, repr=False)
+
+    def _get_decoder(self):
+        if self._decoder is None:
+            try:
+                from pocketsphinx import Decoder
+            except ImportError:
+                raise DependencyError("pocketsphinx is not installed: run `make setup` or `pip install flexitts[eval]`") from None
+            self._decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL")
+        return self._decoder
+
+    def transcribe(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> str:
+        """Transcribe one waveform `[T]` (any rate; resampled to 16 kHz)."""
+        from flexitts.audio import resample
+
+        wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
+        wav = resample(wav, sample_rate, self.sample_rate)
+        pcm = (wav.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
+        decoder = self._get_decoder()
+        decoder.start_utt()
+        decoder.process_raw(pcm.tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""

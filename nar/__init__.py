@@ -1,0 +1,1 @@
+"""The Voicebox-style flow-matching model from tokens to mel frames."""

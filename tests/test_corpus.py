@@ -44,14 +44,14 @@ def _private_cache(tmp_path_factory):
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("  the   team is\ta unit ", "The team is a unit."),
-        ("Is it true?", "Is it true?"),
-        ("(astronomy) a star that suddenly explodes", "A star that suddenly explodes."),
-        ("\u201cDon\u2019t panic,\u201d he said", '"Don\'t panic," he said.'),
+        ("  the   team is\ta unit of six ", "The team is a unit of six."),
+        ("Is it true that they left?", "Is it true that they left?"),
+        ("(astronomy) a star that suddenly explodes and shines", "A star that suddenly explodes and shines."),
+        ("\u201cDon\u2019t panic now,\u201d he said softly", '"Don\'t panic now," he said softly.'),
         ("He was born in 1990 in a small town", "He was born in 1990 in a small town."),
-        ("_\x08b_\x08o_\x08l_\x08d words are here", "Bold words are here."),
-        ("a caf\u00e9 with tables outside;", "A cafe with tables outside."),
-        ("Too short", None),
+        ("_\x08b_\x08o_\x08l_\x08d words are here to stay", "Bold words are here to stay."),
+        ("a caf\u00e9 with tables outside the door;", "A cafe with tables outside the door."),
+        ("Far too short here", None),
         ("Visit http://example.com for more information", None),
         ("Set x = foo(bar) + 1 in the loop", None),
         ("Call 555 1234 or 555 9876 now", None),
@@ -69,7 +69,8 @@ def test_clean_sentence_word_limits():
     words = [f"word{chr(97 + i % 26)}" for i in range(40)]
     assert S.clean_sentence(" ".join(words[: S.MAX_WORDS])) == " ".join(words[: S.MAX_WORDS]).capitalize() + "."
     assert S.clean_sentence(" ".join(words[: S.MAX_WORDS + 1])) is None
-    assert S.clean_sentence("one two three") == "One two three."
+    assert S.clean_sentence("one two three four five six") == "One two three four five six."
+    assert S.clean_sentence("one two three four five") is None
     assert S.clean_sentence("one two") is None
 
 
@@ -78,7 +79,7 @@ def test_clean_fortune_strips_attributions_and_rejects_verse():
         S.clean_fortune("Never trust a computer you can't throw out a window.\n\t\t-- Steve Wozniak\n")
         == "Never trust a computer you can't throw out a window."
     )
-    assert S.clean_fortune("Never trust a computer. -- Some Person") == "Never trust a computer."
+    assert S.clean_fortune("Never trust a computer you cannot lift. -- Some Person") == "Never trust a computer you cannot lift."
     # An inner dash is prose, not an attribution.
     assert (
         S.clean_fortune("Accept people for what they are -- completely unacceptable.")
@@ -89,8 +90,8 @@ def test_clean_fortune_strips_attributions_and_rejects_verse():
     )
     assert S.clean_fortune("A bit of talcum\nIs always walcum\n\t\t-- Ogden Nash") is None
     assert S.clean_fortune("Q: Why did it fail?\nA: Nobody tested it at all.") is None
-    assert S.clean_fortune("Hodie natus est radici frater.\n\n[ Unto the root is born a brother ]") == (
-        "Hodie natus est radici frater."
+    assert S.clean_fortune("Hodie natus est radici frater et soror.\n\n[ Unto the root is born a brother ]") == (
+        "Hodie natus est radici frater et soror."
     )
 
 
@@ -114,7 +115,7 @@ def test_load_sentences_real_sources():
         assert S.MIN_WORDS <= len(sentence.split()) <= S.MAX_WORDS
         assert sentence.isascii() and sentence.rstrip("\"')")[-1] in ".!?"
     # Both sources contribute: a WordNet example and a fortune.
-    assert "The team is a unit." in first
+    assert "It was full of rackets, balls and other objects." in first
     assert "A vivid and creative mind characterizes you." in first
     assert not any("ascii" in p.name for p in S.fortune_files())
 
@@ -131,8 +132,8 @@ def test_voices_and_speakers():
     assert resolve_voice("mb-us1").gender == "female" and resolve_voice("mb-en1").gender == "male"
     speakers = speakers_for(resolve_voices(None))
     assert len(speakers) == 3 * len(DEFAULT_VOICES)
-    assert [s.id for s in speakers[:3]] == ["mb-us1", "mb-us1-p70s150", "mb-us1-p35s195"]
-    assert speakers[1].espeak_args()[:6] == ["-v", "mb-us1", "-p", "70", "-s", "150"]
+    assert [s.id for s in speakers[:3]] == ["mb-us1", "mb-us1-p70s140", "mb-us1-p35s170"]
+    assert speakers[1].espeak_args()[:6] == ["-v", "mb-us1", "-p", "70", "-s", "140"]
     assert resolve_voices(["mb-us1,en-gb", "mb-us1"]) == [resolve_voice("mb-us1"), resolve_voice("en-gb")]
 
 
@@ -146,13 +147,13 @@ def test_unknown_voice_lists_the_available_ones():
 def test_heldout_selection():
     speakers = speakers_for(resolve_voices(None))
     assert select_heldout(speakers, None) == [
-        "mb-us3", "mb-us3-p70s150", "mb-us3-p35s195", "en-gb-m3", "en-gb-m3-p70s150", "en-gb-m3-p35s195"
+        "mb-us3", "mb-us3-p70s140", "mb-us3-p35s170", "en-gb-m3", "en-gb-m3-p70s140", "en-gb-m3-p35s170"
     ]
-    assert select_heldout(speakers, ["en-us-p70s150"]) == ["en-us-p70s150"]
+    assert select_heldout(speakers, ["en-us-p70s140"]) == ["en-us-p70s140"]
     assert select_heldout(speakers, []) == []
     # Without mb-us3 or en-gb+m3, the last voice is held out.
     two = speakers_for(resolve_voices(["mb-us1", "en-gb"]))
-    assert select_heldout(two, None) == ["en-gb", "en-gb-p70s150", "en-gb-p35s195"]
+    assert select_heldout(two, None) == ["en-gb", "en-gb-p70s140", "en-gb-p35s170"]
     with pytest.raises(FlexiTTSError, match="matches none"):
         select_heldout(two, ["zz*"])
     with pytest.raises(FlexiTTSError, match="none is left to train on"):
@@ -224,7 +225,7 @@ def test_tiny_corpus_splits(tiny):
     assert [r for name in SPLITS for r in by_split[name]] == rows
     assert all(r["split"] == name for name in SPLITS for r in by_split[name])
     heldout = set(summary.heldout_speakers)
-    assert heldout == {"mb-us3", "mb-us3-p70s150", "mb-us3-p35s195"}
+    assert heldout == {"mb-us3", "mb-us3-p70s140", "mb-us3-p35s170"}
     train_texts = {r["text"] for r in by_split["train"] + by_split["valid"]}
     assert not train_texts & {r["text"] for r in by_split["test"]}
     assert not {r["text"] for r in by_split["train"]} & {r["text"] for r in by_split["valid"]}
@@ -321,3 +322,16 @@ def test_failed_utterances_are_skipped_and_topped_up(tmp_path, monkeypatch):
     assert all("unlucky" not in r["text"] for r in rows)
     assert sum(r["duration"] for r in rows) >= 0.005 * 3600
     assert json.loads((out / "corpus.json").read_text())["skipped"] == summary.skipped
+
+
+def test_interleave_by_source_keeps_proportions_and_order():
+    from flexitts.corpus.splits import interleave_by_source
+
+    sources = {f"f{i}": "fortune" for i in range(70)} | {f"e{i}": "wordnet-example" for i in range(50)}
+    sources |= {f"g{i}": "wordnet-gloss" for i in range(50)}
+    order = interleave_by_source(list(sources), sources)
+    assert sorted(order) == sorted(sources)  # a permutation: nothing lost or repeated
+    first = order[:100]
+    assert sum(s.startswith("f") for s in first) == 70 and sum(s.startswith("e") for s in first) == 20
+    assert [s for s in order if s.startswith("e")] == [f"e{i}" for i in range(50)]  # each source keeps its order
+    assert interleave_by_source(["x", "y"], {}) == ["x", "y"]  # unknown sources fall back, order kept

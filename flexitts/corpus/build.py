@@ -24,13 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from flexitts.corpus.splits import DEFAULT_FRACTIONS, SPLITS, PlannedUtterance, UtteranceStream, partition_sentences
+from flexitts.corpus.splits import (
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    PlannedUtterance,
+    UtteranceStream,
+    interleave_by_source,
+    partition_sentences,
+)
 from flexitts.corpus.voices import Speaker, check_dependencies, resolve_voices, select_heldout, speakers_for
 from flexitts.errors import DataError, DependencyError, FlexiTTSError
 
 CORPUS_FORMAT = "flexitts-corpus"
 # Bump when the plan or the audio processing changes: a folder made by another version is not resumed.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: slower speaking rates, sentences interleaved by source
 MAX_TOPUP_PASSES = 30
 
 
@@ -250,10 +257,11 @@ def synthesize_corpus(
     try:
         # Calibration runs in espeak-ng processes while this thread parses the sentence sources.
         calibrations = {s.id: executor.submit(calibrate, s, espeak) for s in speakers}
-        from flexitts.corpus.sentences import load_sentences, unique_sentences
+        from flexitts.corpus.sentences import load_sentence_sources, load_sentences, unique_sentences
 
         # Given text is de-duplicated too: two spellings of one sentence must not land in two splits.
-        if sentences is None:
+        own_text = sentences is None
+        if own_text:
             sentences = load_sentences()
         else:
             sentences = unique_sentences(" ".join(str(text).split()) or None for text in sentences)
@@ -262,6 +270,8 @@ def synthesize_corpus(
                 "no sentences to speak: the wordnet-base and fortunes packages are missing, run `make setup`"
             )
         partition = partition_sentences(sentences, seed, DEFAULT_FRACTIONS)
+        if own_text:
+            partition = {name: interleave_by_source(items, load_sentence_sources()) for name, items in partition.items()}
         empty = [name for name, items in partition.items() if not items]
         if empty:
             raise FlexiTTSError(f"too few sentences ({len(sentences)}): the {empty[0]} split got none, give more text")

@@ -24,7 +24,7 @@ WORDNET_DIR = Path("/usr/share/wordnet")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 WORDNET_PARTS = ("noun", "verb", "adj", "adv")
 
-MIN_WORDS = 3
+MIN_WORDS = 6  # shorter fragments make poor TTS examples and are hard for recognisers to check
 MAX_WORDS = 30
 
 # Fortune files that are not English prose: pictures, and jokes in Latin/French/German.
@@ -124,6 +124,12 @@ def clean_sentence(text: str) -> str | None:
 
 def _wordnet_candidates(path: Path) -> Iterator[str]:
     """Definitions and quoted examples of every synset in one WordNet data file, in file order."""
+    for _, text in _tagged_wordnet_candidates(path):
+        yield text
+
+
+def _tagged_wordnet_candidates(path: Path) -> Iterator[tuple[str, str]]:
+    """`(source, text)` for the quoted examples (`wordnet-example`) and definitions (`wordnet-gloss`)."""
     with path.open("rb") as handle:
         for raw in handle:
             if raw.startswith(b"  "):  # the licence header
@@ -136,13 +142,13 @@ def _wordnet_candidates(path: Path) -> Iterator[str]:
             for piece in re.split(r'("[^"]*")', gloss.strip()):
                 piece = piece.strip()
                 if piece.startswith('"') and piece.endswith('"') and len(piece) > 1:
-                    yield piece[1:-1]
+                    yield "wordnet-example", piece[1:-1]
                     continue
                 for part in piece.split(";"):
                     part = part.strip()
                     # "- Peter S. Prescott" after a quote is the quote's author, not a definition.
                     if part and not part.startswith("-"):
-                        yield part
+                        yield "wordnet-gloss", part
 
 
 def _is_verse_or_dialogue(lines: list[str]) -> bool:
@@ -217,13 +223,23 @@ def unique_sentences(candidates: Iterable[str | None]) -> list[str]:
     return result
 
 
-def _all_candidates(wordnet_dir: Path, fortunes_dir: Path) -> Iterator[str | None]:
+def _all_candidates(wordnet_dir: Path, fortunes_dir: Path) -> Iterator[tuple[str, str | None]]:
     for part in WORDNET_PARTS:
         path = wordnet_dir / f"data.{part}"
         if path.is_file():
-            yield from (clean_sentence(text) for text in _wordnet_candidates(path))
+            yield from ((source, clean_sentence(text)) for source, text in _tagged_wordnet_candidates(path))
     for path in fortune_files(fortunes_dir):
-        yield from _fortune_candidates(path)
+        yield from (("fortune", text) for text in _fortune_candidates(path))
+
+
+def _unique_tagged(candidates: Iterable[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """`unique_sentences` over `(source, sentence)` pairs: the first source of a duplicate wins."""
+    pairs = list(candidates)
+    sources = {}
+    for source, sentence in pairs:
+        if sentence is not None:
+            sources.setdefault(sentence, source)
+    return [(sources[sentence], sentence) for sentence in unique_sentences(sentence for _, sentence in pairs)]
 
 
 def _cache_dir() -> Path:
@@ -245,19 +261,19 @@ def _cache_key(wordnet_dir: Path, fortunes_dir: Path) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(wordnet_dir: str, fortunes_dir: str, use_cache: bool) -> tuple[str, ...]:
+def _load(wordnet_dir: str, fortunes_dir: str, use_cache: bool) -> tuple[tuple[str, str], ...]:
     if not use_cache:
-        return tuple(unique_sentences(_all_candidates(Path(wordnet_dir), Path(fortunes_dir))))
+        return tuple(_unique_tagged(_all_candidates(Path(wordnet_dir), Path(fortunes_dir))))
     cache = _cache_dir() / "sentences" / f"{_cache_key(Path(wordnet_dir), Path(fortunes_dir))}.txt"
     try:
-        return tuple(cache.read_text(encoding="utf-8").splitlines())
+        return tuple(tuple(line.split("\t", 1)) for line in cache.read_text(encoding="utf-8").splitlines())  # type: ignore[misc]
     except OSError:
         pass
-    sentences = tuple(unique_sentences(_all_candidates(Path(wordnet_dir), Path(fortunes_dir))))
+    sentences = tuple(_unique_tagged(_all_candidates(Path(wordnet_dir), Path(fortunes_dir))))
     try:
         from flexitts.fileio import write_text_atomic
 
-        write_text_atomic(cache, "".join(line + "\n" for line in sentences))
+        write_text_atomic(cache, "".join(f"{source}\t{line}\n" for source, line in sentences))
         for stale in cache.parent.glob("*.txt"):  # made from older sources or code: never read again
             if stale != cache:
                 stale.unlink(missing_ok=True)
@@ -277,4 +293,13 @@ def load_sentences(
     under `$FLEXITTS_CACHE/sentences` (default `~/.cache/flexitts`), keyed by the sources' sizes and mtimes and by
     this module's code.
     """
-    return list(_load(os.fspath(wordnet_dir), os.fspath(fortunes_dir), use_cache))
+    return [sentence for _, sentence in _load(os.fspath(wordnet_dir), os.fspath(fortunes_dir), use_cache)]
+
+
+def load_sentence_sources(
+    wordnet_dir: str | os.PathLike = WORDNET_DIR,
+    fortunes_dir: str | os.PathLike = FORTUNES_DIR,
+    use_cache: bool = True,
+) -> dict[str, str]:
+    """Where each sentence of `load_sentences()` comes from: `fortune`, `wordnet-example` or `wordnet-gloss`."""
+    return {sentence: source for source, sentence in _load(os.fspath(wordnet_dir), os.fspath(fortunes_dir), use_cache)}

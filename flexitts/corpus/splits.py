@@ -65,6 +65,38 @@ def partition_sentences(
     return parts
 
 
+# Natural sentences first: fortunes read like speech, WordNet's examples less so, its definitions are mostly
+# noun phrases ("Of or relating to the night."). Weighting them this way keeps every source in the corpus while
+# offline recognisers (pocketsphinx's language model) can still check that the audio says the text.
+SOURCE_WEIGHTS: dict[str, float] = {"fortune": 0.7, "wordnet-example": 0.2, "wordnet-gloss": 0.1}
+
+
+def interleave_by_source(sentences: Sequence[str], sources: dict[str, str], weights: dict[str, float] = SOURCE_WEIGHTS) -> list[str]:
+    """Reorder `sentences` so that every prefix mixes the sources in proportion to `weights`.
+
+    Each source keeps its own (already shuffled) order; a smooth weighted round-robin picks the next source,
+    and a source that runs out simply drops from the rotation. Sentences of unknown source count as the
+    lowest-weighted source.
+    """
+    fallback = min(weights, key=weights.__getitem__)
+    queues: dict[str, list[str]] = {name: [] for name in weights}
+    for sentence in sentences:
+        queues[sources.get(sentence, fallback) if sources.get(sentence) in weights else fallback].append(sentence)
+    positions = {name: 0 for name in weights}
+    credit = {name: 0.0 for name in weights}
+    order: list[str] = []
+    while len(order) < len(sentences):
+        live = [name for name in weights if positions[name] < len(queues[name])]
+        total = sum(weights[name] for name in live)
+        for name in live:
+            credit[name] += weights[name]
+        pick = max(live, key=lambda name: credit[name])
+        credit[pick] -= total
+        order.append(queues[pick][positions[pick]])
+        positions[pick] += 1
+    return order
+
+
 @dataclass(frozen=True)
 class PlannedUtterance:
     """One utterance to make: a sentence, a speaker, where it goes and how long it should be."""

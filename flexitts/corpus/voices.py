@@ -4,7 +4,7 @@ A *voice* is what `espeak-ng -v` takes: one of the four English mbrola diphone v
 `mb-us3`, `mb-en1` male; 16 kHz) or an espeak-ng formant voice (`en-us`, `en-gb`, ...; 22050 Hz) optionally with
 a variant (`en-us+f3`). A *speaker* is a voice at one pitch (`-p`) and rate (`-s`): every voice gives the plain
 speaker plus `PITCH_RATE_VARIANTS`, so eight voices make 24 speakers. Speaker ids are stable and path-safe:
-`mb-us1`, `mb-us1-p70s150`, `en-us-f3`, `en-us-f3-p35s195`.
+`mb-us1`, `mb-us1-p70s140`, `en-us-f3`, `en-us-f3-p35s170`.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from typing import Iterable, Sequence
 
 from flexitts.errors import DependencyError, FlexiTTSError
 
-DEFAULT_PITCH = 50  # espeak-ng's defaults for -p and -s
-DEFAULT_RATE = 175
+DEFAULT_PITCH = 50  # espeak-ng's default pitch
+DEFAULT_RATE = 155  # espeak-ng's 175 words/min is hurried; slower speech is clearer
 # espeak-ng -a (0..200, default 100). Below the default because mbrola voices at 100 clip on some sentences.
 AMPLITUDE = 70
 
 # (pitch 0..99, rate in words per minute): a higher, slower and a lower, faster version of every voice.
-PITCH_RATE_VARIANTS: tuple[tuple[int, int], ...] = ((70, 150), (35, 195))
+PITCH_RATE_VARIANTS: tuple[tuple[int, int], ...] = ((70, 140), (35, 170))
 
 # mbrola English voices: name -> gender. espeak-ng outputs them at the diphone database's 16 kHz.
 MBROLA_VOICES: dict[str, str] = {"mb-us1": "female", "mb-us2": "male", "mb-us3": "male", "mb-en1": "male"}

@@ -20,8 +20,10 @@ _PUNCT = re.compile(r"[^\w\s']|_")
 
 
 def normalize_for_wer(text: str) -> str:
-    """Lower-case, strip accents and punctuation (keeping in-word apostrophes), collapse whitespace."""
-    text = unicodedata.normalize("NFKD", text)
+    """Numbers spelled out, lower-case, accents and punctuation stripped (in-word apostrophes kept), single spaces."""
+    from flexitts.text.numbers import spell_numbers
+
+    text = unicodedata.normalize("NFKD", spell_numbers(text))
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
     text = _PUNCT.sub(" ", text)
     text = re.sub(r"(^|\s)'+|'+(\s|$)", " ", text)  # quotes, not apostrophes
@@ -55,7 +57,8 @@ class PocketsphinxRecognizer:
                 from pocketsphinx import Decoder
             except ImportError:
                 raise DependencyError("pocketsphinx is not installed: run `make setup` or `pip install flexitts[eval]`") from None
-            self._decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL")
+            # Dither (with a fixed seed, for repeatable results) helps on synthetic speech with digital silence.
+            self._decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL", dither=True, seed=1)
         return self._decoder
 
     def transcribe(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> str:

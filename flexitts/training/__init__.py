@@ -1,0 +1,1 @@
+"""Training: the shared accelerate loop, resumable checkpoints, samplers, and one entry per model."""

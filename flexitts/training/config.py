@@ -1,0 +1,72 @@
+"""Run configuration files (YAML or JSON) with three sections: `model`, `training`, `data`.
+
+    model:     fields of the model's config dataclass (sizes)
+    training:  fields of `TrainingConfig` (steps, batch budget, learning rate, checkpoints, ...)
+    data:      where the data is (manifests, token caches) and how it is cut
+    out_dir:   where checkpoints and the final model go
+
+Unknown keys are errors: a typo must not silently train the wrong model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codec.common.pretrained import config_from_dict
+from flexitts.errors import ConfigError
+from flexitts.training.loop import TrainingConfig
+
+SECTIONS = {"model", "training", "data", "out_dir"}
+
+
+@dataclass
+class RunConfig:
+    """A parsed run configuration; `model` stays a dict until the model's config class is known."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: dict[str, Any] = field(default_factory=dict)
+    out_dir: str = "runs/model"
+    source: Path | None = None
+
+    def resolve(self, value: str | os.PathLike) -> Path:
+        """A path from the config, relative to the config file's folder (or as given when absolute)."""
+        path = Path(value)
+        return path if path.is_absolute() or self.source is None else (self.source.parent / path)
+
+
+def load_run_config(path: str | os.PathLike) -> RunConfig:
+    """Read a YAML/JSON run configuration; `ConfigError` with one line on any problem."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file '{file}' does not exist: see configs/ for examples")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as error:  # yaml raises many parser error types
+        raise ConfigError(f"cannot parse '{file}': {' '.join(str(error).split())[:200]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{file}' must hold a mapping with sections {sorted(SECTIONS)}")
+    unknown = sorted(set(data) - SECTIONS)
+    if unknown:
+        raise ConfigError(f"'{file}': unknown section(s) {unknown}; allowed: {sorted(SECTIONS)}")
+    for name in ("model", "training", "data"):
+        if not isinstance(data.get(name) or {}, dict):
+            raise ConfigError(f"'{file}': section '{name}' must be a mapping")
+    return RunConfig(
+        model=dict(data.get("model") or {}),
+        training=config_from_dict(TrainingConfig, dict(data.get("training") or {}), f"{file} [training]"),
+        data=dict(data.get("data") or {}),
+        out_dir=str(data.get("out_dir", "runs/model")),
+        source=file,
+    )

@@ -107,3 +107,14 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     with pytest.raises(AudioError):
         save_audio(tmp_path / "sub" / "out.xyz", wav, 16000)
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.wav"]
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from flexitts.fileio import write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask

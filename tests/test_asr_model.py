@@ -101,3 +101,23 @@ def test_ctc_training_overfits_a_tiny_batch():
     assert losses[-1] < 0.3 * losses[0]
     model.eval()
     assert model.transcribe_ids(batch["wav"]) == [[1, 2], [2, 1]]
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_bundled_recogniser_transcribes_a_training_voice():
+    import jiwer
+
+    from flexitts.corpus.synth import synthesize
+    from flexitts.corpus.voices import Speaker, resolve_voice
+    from flexitts.text import PhonemeTable, phonemize
+    from flexitts.training.asr_data import phones_only
+
+    model = CTCPhoneRecognizer.from_pretrained()
+    assert PhonemeTable(model.config.symbols) == PhonemeTable.default()
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    wav = torch.from_numpy(synthesize(Speaker("mb-us2", resolve_voice("mb-us2"), rate=155), text))
+    [hypothesis] = model.transcribe(wav[None])
+    reference = phones_only(phonemize(text))
+    assert jiwer.wer(" ".join(reference), " ".join(hypothesis)) < 0.2
+    feats, lengths = model.extract(wav[None])
+    assert feats.shape == (1, num_base_frames(wav.shape[0]), model.feature_dim) and torch.isfinite(feats).all()

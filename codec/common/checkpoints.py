@@ -11,15 +11,11 @@ from pathlib import Path
 import torch
 
 from codec.common.errors import CheckpointError
+from codec.common.fileio import cache_dir
 
 REMOTE_SCHEMES = ("hf://", "http://", "https://", "s3://", "gs://")
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
-
-
-def cache_dir() -> Path:
-    """Where downloaded checkpoints are cached: `$FLEXITTS_CACHE`, else `~/.cache/flexitts`."""
-    return Path(os.environ.get("FLEXITTS_CACHE", Path.home() / ".cache" / "flexitts"))
 
 
 def is_remote(uri: str | os.PathLike) -> bool:

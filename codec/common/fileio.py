@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
+def cache_dir() -> Path:
+    """Where FlexiTTS caches downloads and derived data: `$FLEXITTS_CACHE`, else `~/.cache/flexitts`."""
+    return Path(os.environ.get("FLEXITTS_CACHE", Path.home() / ".cache" / "flexitts"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on failure delete it.

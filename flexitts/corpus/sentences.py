@@ -242,11 +242,6 @@ def _unique_tagged(candidates: Iterable[tuple[str, str | None]]) -> list[tuple[s
     return [(sources[sentence], sentence) for sentence in unique_sentences(sentence for _, sentence in pairs)]
 
 
-def _cache_dir() -> Path:
-    # The same rule as flexitts.checkpoints.cache_dir, without importing torch for it.
-    return Path(os.environ.get("FLEXITTS_CACHE", Path.home() / ".cache" / "flexitts"))
-
-
 def _cache_key(wordnet_dir: Path, fortunes_dir: Path) -> str:
     """Changes whenever a source file or this module's code does, so a stale cache is never read."""
     digest = hashlib.sha1(Path(__file__).read_bytes())
@@ -264,7 +259,9 @@ def _cache_key(wordnet_dir: Path, fortunes_dir: Path) -> str:
 def _load(wordnet_dir: str, fortunes_dir: str, use_cache: bool) -> tuple[tuple[str, str], ...]:
     if not use_cache:
         return tuple(_unique_tagged(_all_candidates(Path(wordnet_dir), Path(fortunes_dir))))
-    cache = _cache_dir() / "sentences" / f"{_cache_key(Path(wordnet_dir), Path(fortunes_dir))}.txt"
+    from flexitts.fileio import cache_dir
+
+    cache = cache_dir() / "sentences" / f"{_cache_key(Path(wordnet_dir), Path(fortunes_dir))}.txt"
     try:
         return tuple(tuple(line.split("\t", 1)) for line in cache.read_text(encoding="utf-8").splitlines())  # type: ignore[misc]
     except OSError:

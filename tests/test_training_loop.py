@@ -86,10 +86,10 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 def test_sampler_respects_budget_covers_everything_and_resumes():
     lengths = [5, 1, 9, 3, 3, 7, 2, 8, 6, 4] * 3
     sampler = BucketBatchSampler(lengths, max_units=16, seed=3)
-    epoch = sampler._epoch_batches(0)
+    epoch = sampler.epoch_batches(0)
     assert sorted(i for batch in epoch for i in batch) == list(range(len(lengths)))
     assert all(len(b) * max(lengths[i] for i in b) <= 16 or len(b) == 1 for b in epoch)
-    assert sampler._epoch_batches(1) != epoch  # a new order every epoch
+    assert sampler.epoch_batches(1) != epoch  # a new order every epoch
     stream = iter(sampler)
     first = [next(stream) for _ in range(7)]
     state = sampler.state_dict()
@@ -97,7 +97,7 @@ def test_sampler_respects_budget_covers_everything_and_resumes():
     again = BucketBatchSampler(lengths, max_units=16, seed=3)
     again.load_state_dict(state)
     assert [b for _, b in zip(range(20), iter(again))] == later
-    ranks = [BucketBatchSampler(lengths, 16, seed=3, rank=r, world_size=2)._epoch_batches(0) for r in (0, 1)]
+    ranks = [BucketBatchSampler(lengths, 16, seed=3, rank=r, world_size=2).epoch_batches(0) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) and not set(map(tuple, ranks[0])) & set(map(tuple, ranks[1]))
     del first
 
@@ -135,3 +135,17 @@ def test_run_config_errors(tmp_path):
             load_run_config(good)
     with pytest.raises(ConfigError, match="does not exist"):
         load_run_config(tmp_path / "missing.yaml")
+
+
+def test_log_rows_average_over_their_own_steps(tmp_path):
+    data = _data()
+    seed_everything(0)
+    config = TrainingConfig(max_steps=5, max_units=8, learning_rate=1e-2, warmup_steps=1, log_every=2, checkpoint_every=5)
+    Trainer(Regressor(), data, _collate, [1] * len(data), config, tmp_path / "a").fit(progress=False)
+    seed_everything(0)
+    every = TrainingConfig(max_steps=5, max_units=8, learning_rate=1e-2, warmup_steps=1, log_every=1, checkpoint_every=5)
+    Trainer(Regressor(), data, _collate, [1] * len(data), every, tmp_path / "b").fit(progress=False)
+    coarse = [json.loads(l) for l in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    fine = [json.loads(l)["loss"] for l in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in coarse] == [2, 4, 5]
+    assert [r["loss"] for r in coarse] == pytest.approx([(fine[0] + fine[1]) / 2, (fine[2] + fine[3]) / 2, fine[4]])

@@ -25,25 +25,20 @@ def manifest_features(
     changes an extractor's result, so batching only saves time).
     """
     from flexitts.audio import load_audio
+    from flexitts.training.sampler import BucketBatchSampler
 
     path = Path(manifest)
     rows = read_manifest(path)[:limit]
     wavs = [load_audio(row.resolve(path.parent), target_rate=extractor.sample_rate)[0] for row in rows]
     ids = [str(row.extra.get("id", row.audio)) for row in rows]
-    order = sorted(range(len(rows)), key=lambda i: wavs[i].shape[0])
-    budget = int(batch_seconds * extractor.sample_rate)
+    batches = BucketBatchSampler([w.shape[0] for w in wavs], int(batch_seconds * extractor.sample_rate)).epoch_batches(0)
     result: dict[str, torch.Tensor] = {}
-    done = 0
-    while done < len(order):
-        batch = [order[done]]
-        while done + len(batch) < len(order) and (len(batch) + 1) * wavs[order[done + len(batch)]].shape[0] <= budget:
-            batch.append(order[done + len(batch)])
+    for number, batch in enumerate(batches, start=1):
         lengths = torch.tensor([wavs[i].shape[0] for i in batch])
         padded = torch.nn.utils.rnn.pad_sequence([wavs[i] for i in batch], batch_first=True)
         feats, feat_lengths = extractor.extract(padded, lengths)
         for row, i in enumerate(batch):
             result[ids[i]] = feats[row, : feat_lengths[row]].clone()
-        done += len(batch)
         if progress is not None:
-            progress(done, len(order))
+            progress(number, len(batches))
     return {i: result[i] for i in ids}

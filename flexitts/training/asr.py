@@ -27,7 +27,7 @@ def phone_error_rate(
 
     model.eval()
     sampler = BucketBatchSampler(dataset.lengths, int(batch_seconds * 16000), seed=0)
-    batches = sampler._epoch_batches(0)
+    batches = sampler.epoch_batches(0)
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     device = next(model.parameters()).device

@@ -244,6 +244,7 @@ class Trainer:
         log_file = (self.out_dir / LOG_NAME).open("a", encoding="utf-8") if accelerator.is_main_process else None
         bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and accelerator.is_local_main_process), desc="train", dynamic_ncols=True)
         running: dict[str, float] = {}
+        running_steps = 0  # optimizer steps summed in `running` since the last log line
         last: dict[str, float] = {}
         metrics: dict[str, float] = {}
         stopped_by_budget = False
@@ -264,10 +265,11 @@ class Trainer:
                         running[key] = running.get(key, 0.0) + float(value.detach()) / cfg.grad_accum
                 scheduler.step()
                 step += 1
+                running_steps += 1
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    last = {k: v / (cfg.log_every if step % cfg.log_every == 0 else 1) for k, v in running.items()}
-                    running = {}
+                    last = {k: v / running_steps for k, v in running.items()}
+                    running, running_steps = {}, 0
                     bar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k != "loss"} | {"loss": f"{last.get('loss', 0):.3f}"})
                     if log_file is not None:
                         row = {"step": step, "lr": scheduler.get_last_lr()[0], "time": round(time.monotonic() - started, 1)} | last

@@ -36,7 +36,8 @@ class BucketBatchSampler:
         self.epoch = 0
         self.position = 0  # batches of the current epoch already yielded (on this rank)
 
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of `epoch` for this rank, in order (deterministic from seed and epoch)."""
         rng = random.Random(self.seed * 1_000_003 + epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
@@ -64,12 +65,12 @@ class BucketBatchSampler:
         return batches[self.rank : usable : self.world_size]
 
     def batches_per_epoch(self) -> int:
-        return len(self._epoch_batches(self.epoch))
+        return len(self.epoch_batches(self.epoch))
 
     def __iter__(self) -> Iterator[list[int]]:
         """Endless: epoch after epoch, starting where the state says."""
         while True:
-            batches = self._epoch_batches(self.epoch)
+            batches = self.epoch_batches(self.epoch)
             while self.position < len(batches):
                 batch = batches[self.position]
                 self.position += 1

@@ -391,16 +391,17 @@ class FlexiCodec(nn.Module, PretrainedMixin):
         Args:
             batch: `wav [B, S]` at 16 kHz and `wav_lengths [B]`; optionally precomputed `asr_features [B, T, D]`
                 with `asr_lengths [B]`.
-            step: training step (drives the Melt ramp and `gan_start_step`); default: this module's own count of
-                `training_step` calls.
-            return_audio: also return the generated waveform under "audio" (for `discriminator_step`).
+            step: training step (drives the Melt ramp and `gan_start_step`); default: `batch["step"]` (the
+                Trainer's optimiser step, so schedules survive a resume), else this module's own count of calls.
+            return_audio: also return the generated waveform under "audio" (always done while the GAN is on,
+                for `discriminator_step`).
         Returns:
             `loss` (weighted total) and its detached parts: `mel`, `commit`, `codebook`, `align`, with GAN
             `adv` and `fm`, and `frame_rate` (average tokens per second of the batch).
         """
         c = self.config
         if step is None:
-            step = self._train_calls
+            step = int(batch.get("step", self._train_calls))  # the Trainer puts its optimiser step in the batch
         self._train_calls += 1
         wav = batch["wav"].to(self.device)
         lengths = batch.get("wav_lengths")
@@ -432,7 +433,8 @@ class FlexiCodec(nn.Module, PretrainedMixin):
                "align": align.detach(),
                "frame_rate": (mask.sum() * BASE_FRAME_RATE / frames.sum().clamp(min=1)).detach().float()}
         disc = self.__dict__["_discriminator"]
-        if c.use_gan and disc is not None and step >= c.gan_start_step:
+        gan_active = c.use_gan and disc is not None and step >= c.gan_start_step
+        if gan_active:
             disc.requires_grad_(False)  # the generator's loss must not leave gradients on the discriminator
             try:
                 fake_logits, fake_maps = disc(y_hat)
@@ -445,7 +447,7 @@ class FlexiCodec(nn.Module, PretrainedMixin):
             loss = loss + c.lambda_adv * adv + c.lambda_fm * fm
             out.update(adv=adv.detach(), fm=fm.detach())
         out = {"loss": loss, **out}
-        if return_audio:
+        if return_audio or gan_active:  # the discriminator's step needs what the generator made
             out["audio"] = y_hat
         return out
 

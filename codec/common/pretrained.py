@@ -77,7 +77,11 @@ class PretrainedMixin:
             data = json.loads(config_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ConfigError(f"{config_file} is not valid JSON ({error.msg} at line {error.lineno})") from None
-        model = cls(config_from_dict(cls.config_class, data, str(config_file)))  # type: ignore[call-arg]
+        config = config_from_dict(cls.config_class, data, str(config_file))
+        # Random initialisation is overwritten below; it must not move the global RNG (a model loaded lazily
+        # mid-training would otherwise change every later random draw and break exact resume).
+        with torch.random.fork_rng(devices=[]):
+            model = cls(config)  # type: ignore[call-arg]
         state = load_safetensors(folder / WEIGHTS_NAME)
         own = model.state_dict()  # type: ignore[attr-defined]
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -14,6 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--speaker", default=None, help="speaker name for every row (default: the CSV's folder name)")
     prepare.add_argument("--delimiter", default="|", help="column separator (default: |)")
     prepare.set_defaults(func=run_prepare)
+    tokens = actions.add_parser("tokens", help="encode a manifest once with the codec into a token cache (AR/NAR training data)")
+    tokens.add_argument("--manifest", required=True, help="data manifest (JSON Lines)")
+    tokens.add_argument("--out", required=True, help="token cache folder (resumes when it holds a partial build)")
+    tokens.add_argument("--thresholds", default="", help="comma-separated merging thresholds, e.g. 0.48,1.0")
+    tokens.add_argument("--frame-rates", default="", help="comma-separated target frame rates in Hz, e.g. 8.3,6.25")
+    tokens.add_argument("--checkpoint", default=None, help="codec checkpoint (default: the bundled demo codec)")
+    tokens.add_argument("--batch-seconds", type=float, default=60.0, help="audio per encoding batch")
+    tokens.set_defaults(func=run_tokens)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -22,4 +30,37 @@ def run_prepare(args: argparse.Namespace) -> int:
     utterances = prepare_csv(args.csv, args.out, speaker=args.speaker, delimiter=args.delimiter)
     hours = sum(u.duration or 0.0 for u in utterances) / 3600
     print(f"wrote {args.out}: {len(utterances)} utterances, {hours:.2f} h")
+    return 0
+
+
+def run_tokens(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from codec import FlexiCodec
+    from flexitts.data.token_cache import build_token_cache
+    from flexitts.errors import DataError
+
+    def values(text: str, prefix: str) -> list[str]:
+        try:
+            return [f"{prefix}{float(v):g}" for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise DataError(f"'{text}' is not a comma-separated list of numbers") from None
+
+    settings = values(args.thresholds, "t") + values(args.frame_rates, "r")
+    if not settings:
+        settings = ["t0.48"]
+    codec = FlexiCodec.from_pretrained(args.checkpoint)
+    bar = tqdm(desc="tokens", unit="utt", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    cache = build_token_cache(args.manifest, args.out, codec, settings, args.batch_seconds, progress)
+    bar.close()
+    tokens = {name: sum(row["tokens"][name] for row in cache.rows) for name in cache.settings}
+    frames = sum(row["frames"] for row in cache.rows)
+    rates = ", ".join(f"{name} {count * 12.5 / max(1, frames):.2f} tokens/s" for name, count in tokens.items())
+    print(f"wrote {args.out}: {len(cache)} utterances; {rates}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 # model name -> "module:function" taking (run, data, out_dir, init, resume, progress)
 TRAINERS = {
     "asr": "flexitts.training.asr:train_asr",
+    "codec": "flexitts.training.codec:train_codec",
 }
 
 

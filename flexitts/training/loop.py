@@ -3,7 +3,12 @@ precision, warm-up + cosine learning rate, checkpoints every N steps with exact 
 budget, a tqdm progress bar and a JSON Lines loss log.
 
 A model takes part by offering `training_step(batch) -> {"loss": tensor, other scalars...}` and
-`save_pretrained(dir)`.
+`save_pretrained(dir)`. Every batch also carries `batch["step"]` (the optimiser step about to be taken), so
+schedules inside a model (GAN start, curricula) survive a resume.
+
+GAN training: pass `discriminator=module`. The model's `training_step` then returns the generated audio under
+"audio", and after each generator step the trainer calls `model.discriminator_step(batch, audio)` ->
+{"loss", ...} and steps a second optimiser; the discriminator and its optimiser go into every checkpoint.
 """
 from __future__ import annotations
 
@@ -141,6 +146,7 @@ class Trainer:
         out_dir: checkpoints, the loss log and the final model (`out_dir/model`) go here.
         evaluate: optional `evaluate(model) -> {metric: value}` run every `eval_every` steps and at the end.
         parameters: optional parameter groups for the optimiser (default: all trainable parameters).
+        discriminator: optional GAN discriminator trained by `model.discriminator_step` (see the module doc).
     """
 
     def __init__(
@@ -153,10 +159,13 @@ class Trainer:
         out_dir: str | os.PathLike,
         evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
         parameters: Sequence[Any] | None = None,
+        discriminator: nn.Module | None = None,
     ):
         self.model, self.dataset, self.collate, self.lengths = model, dataset, collate, lengths
         self.config, self.out_dir, self.evaluate = config, Path(out_dir), evaluate
         self.parameters = parameters
+        self.discriminator = discriminator
+        self.disc_optimizer: Any = None
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def _save_checkpoint(self, accelerator: Any, step: int, optimizer: Any, scheduler: Any, sampler: BucketBatchSampler) -> None:
@@ -168,6 +177,11 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.unwrap_model(self.model).save_pretrained(tmp)
         save_state(optimizer.state_dict(), tmp, "optimizer")
+        if self.discriminator is not None:
+            from flexitts.checkpoints import save_safetensors
+
+            save_safetensors(accelerator.unwrap_model(self.discriminator).state_dict(), tmp / "discriminator.safetensors")
+            save_state(self.disc_optimizer.state_dict(), tmp, "disc_optimizer")
         save_state({"scheduler": scheduler.state_dict(), "rng": _rng_state()}, tmp, "extra")
         write_json_atomic(tmp / "trainer.json", {"step": step, "sampler": sampler.state_dict(), "config": asdict(self.config)})
         shutil.rmtree(final, ignore_errors=True)
@@ -186,6 +200,12 @@ class Trainer:
         except RuntimeError as error:
             raise CheckpointError(f"cannot resume from {folder}: the model does not match ({str(error).splitlines()[0]})") from None
         optimizer.load_state_dict(load_state(folder, "optimizer"))
+        if self.discriminator is not None:
+            disc_file = folder / "discriminator.safetensors"
+            if not disc_file.is_file():
+                raise CheckpointError(f"cannot resume from {folder}: it holds no discriminator (trained without GAN)")
+            self.discriminator.load_state_dict(load_safetensors(disc_file))
+            self.disc_optimizer.load_state_dict(load_state(folder, "disc_optimizer"))
         extra = load_state(folder, "extra")
         scheduler.load_state_dict(extra["scheduler"])
         sampler.load_state_dict(trainer_state["sampler"])
@@ -227,6 +247,9 @@ class Trainer:
         params = self.parameters if self.parameters is not None else [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        if self.discriminator is not None:
+            self.disc_optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
+                                                    weight_decay=cfg.weight_decay)
         sampler = BucketBatchSampler(
             self.lengths, cfg.max_units, seed=cfg.seed, max_items=cfg.max_items,
             rank=accelerator.process_index, world_size=accelerator.num_processes,
@@ -240,6 +263,9 @@ class Trainer:
 
         wrapped = _StepModule(self.model)
         wrapped, optimizer = accelerator.prepare(wrapped, optimizer)
+        disc = None
+        if self.discriminator is not None:
+            disc, self.disc_optimizer = accelerator.prepare(self.discriminator, self.disc_optimizer)
         batches = iter(sampler)
         log_file = (self.out_dir / LOG_NAME).open("a", encoding="utf-8") if accelerator.is_main_process else None
         bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and accelerator.is_local_main_process), desc="train", dynamic_ncols=True)
@@ -253,6 +279,7 @@ class Trainer:
             while step < cfg.max_steps:
                 for _ in range(cfg.grad_accum):
                     batch = self._to_device(self.collate([self.dataset[i] for i in next(batches)]), accelerator.device)
+                    batch["step"] = step
                     with accelerator.accumulate(wrapped):
                         with accelerator.autocast():
                             out = wrapped(batch)
@@ -261,6 +288,9 @@ class Trainer:
                             accelerator.clip_grad_norm_(params, cfg.grad_clip)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
+                    audio = out.pop("audio", None)
+                    if disc is not None and audio is not None:
+                        out.update(self._discriminator_step(accelerator, disc, batch, audio))
                     for key, value in out.items():
                         running[key] = running.get(key, 0.0) + float(value.detach()) / cfg.grad_accum
                 scheduler.step()
@@ -294,6 +324,18 @@ class Trainer:
             accelerator.unwrap_model(self.model).save_pretrained(model_dir)
         accelerator.wait_for_everyone()
         return TrainResult(step=step, model_dir=model_dir, last_losses=last, stopped_by_budget=stopped_by_budget, metrics=metrics)
+
+    def _discriminator_step(self, accelerator: Any, disc: nn.Module, batch: dict[str, Any], audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step of the discriminator on real vs generated (detached) audio."""
+        with accelerator.accumulate(disc):
+            with accelerator.autocast():
+                d_out = accelerator.unwrap_model(self.model).discriminator_step(batch, audio.detach())
+            accelerator.backward(d_out["loss"])
+            if accelerator.sync_gradients and self.config.grad_clip > 0:
+                accelerator.clip_grad_norm_(disc.parameters(), self.config.grad_clip)
+            self.disc_optimizer.step()
+            self.disc_optimizer.zero_grad(set_to_none=True)
+        return {k: v for k, v in d_out.items() if k != "loss"}
 
     def _run_eval(self, accelerator: Any, wrapped: nn.Module, step: int, log_file: Any) -> dict[str, float]:
         wrapped.eval()

@@ -1,0 +1,1 @@
+"""Pieces of the TTS pipeline that are not models: joining chunk audio, speed control."""

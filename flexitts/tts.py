@@ -1,0 +1,322 @@
+"""`flexitts.TTS`: text + reference voice -> speech, joining the codec, the AR model, the NAR and the vocoder.
+
+    text ─ normalise, chunk, phonemise ─> phoneme ids per chunk ─┐
+    reference ─ trim, clip ─ codec.encode ─> prompt codes + durations ─┤
+                             ─ mel ─> prompt mel                       │
+    AR (all chunks in one batch) ─> codes + durations per chunk ───────┘
+    NAR (flow matching, CFG) ─> mel per chunk ─ vocoder ─> waveform ─ cross-fade ─> speech
+
+The CLI (`flexitts synthesize`), the Gradio app and the Python API all call `TTS.synthesize` or
+`TTS.synthesize_stream`; nothing here prints: progress goes to an optional callback.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from flexitts.errors import CheckpointError, ConfigError, TextError
+from flexitts.pipeline.audio_join import crossfade_join
+from flexitts.pipeline.speed import scale_durations
+from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
+
+MODEL_FOLDERS = ("codec", "ar", "nar", "vocoder")  # plus the optional "asr" recogniser
+DEFAULT_CHUNK_SECONDS = 8.0  # about the length of the utterances the demo AR model was trained on
+MAX_CHUNK_BATCH = 8  # chunks synthesised together; more would mostly grow peak memory
+Progress = Callable[[str, float], None]  # (stage name, fraction of the whole synthesis done)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as given, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class ChunkResult:
+    """One text chunk's synthesis: its text and phonemes, the AR's codes and durations, and its audio."""
+
+    text: str
+    phonemes: list[str]
+    codes: np.ndarray  # [G]
+    durations: np.ndarray  # [G], 12.5 Hz frames per code
+    audio: np.ndarray  # [S] float32
+
+
+@dataclass
+class SynthesisInfo:
+    """What `synthesize` did. `codes` / `durations` concatenate every chunk's; `frame_rate` is tokens per
+    second of generated speech; `timings` are seconds per stage (and `total`); `rtf` = total / audio seconds."""
+
+    codes: np.ndarray
+    durations: np.ndarray
+    frame_rate: float
+    phonemes: list[str]
+    chunks: list[ChunkResult]
+    reference_phonemes: list[str]
+    reference_phonemes_from: str  # "text" (ref_text) or "asr" (the recogniser)
+    reference_seconds: float
+    reference_clipped: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    sample_rate: int = 16000
+    seed: int = 0
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(len(c.audio) for c in self.chunks) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        return self.timings.get("total", 0.0) / max(1e-9, self.audio_seconds)
+
+
+@dataclass
+class _Prompt:
+    """A reference encoded for one merging setting (cached by the reference's content hash)."""
+
+    codes: torch.Tensor  # [Gp]
+    durations: torch.Tensor  # [Gp]
+    mel: torch.Tensor  # [Fp, M]
+    phoneme_ids: list[int]
+    phonemes: list[str]
+    phonemes_from: str
+    reference: Reference
+
+
+class TTS:
+    """Zero-shot TTS on dynamic-rate tokens. Build with `TTS.from_pretrained()` (the bundled demo models)."""
+
+    def __init__(self, codec: Any, ar: Any, nar: Any, vocoder: Any, asr: Any | None = None,
+                 device: str | torch.device | None = None):
+        from flexitts.text import PhonemeTable
+        from nar.mel import MelSpectrogram
+
+        self.device = pick_device(device)
+        self.codec, self.ar, self.nar, self.vocoder = (m.to(self.device).eval() for m in (codec, ar, nar, vocoder))
+        self.asr = asr.to(self.device).eval() if asr is not None else None
+        if self.asr is not None and getattr(codec.config, "asr", None) == "ctc":
+            self.codec.set_asr_extractor(self.asr)
+        self.table = PhonemeTable(list(ar.config.symbols))
+        if nar.config.mel != vocoder.config.mel:
+            raise ConfigError("the NAR model and the vocoder use different mel settings: they must come from one bundle")
+        self.mel = MelSpectrogram(nar.config.mel).to(self.device)
+        self.sample_rate = int(nar.config.mel.sample_rate)
+        self._prompts: dict[tuple[str, str, str | None], _Prompt] = {}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path_or_uri: str | os.PathLike | None = None, device: str | torch.device | None = None) -> "TTS":
+        """Load the five models from a folder (or hf:// / https:// URI of one) holding `codec/`, `ar/`, `nar/`,
+        `vocoder/` and optionally `asr/`; None loads the demo bundle shipped in the package."""
+        from ar import ARModel
+        from codec import FlexiCodec
+        from codec.asr.ctc_model import CTCPhoneRecognizer
+        from codec.common.checkpoints import resolve_checkpoint
+        from codec.common.pretrained import demo_bundle_dir
+        from nar import Voicebox
+        from nar.vocoder import Vocoder
+
+        root = demo_bundle_dir() if path_or_uri is None else resolve_checkpoint(path_or_uri, what="TTS bundle")
+        missing = [name for name in MODEL_FOLDERS if not (Path(root) / name / "config.json").is_file()]
+        if missing:
+            hint = "run `make bundle` to rebuild the demo bundle" if path_or_uri is None else "give a folder holding codec/, ar/, nar/ and vocoder/"
+            raise CheckpointError(f"'{root}' lacks the model folder(s) {missing}: {hint}")
+        asr = CTCPhoneRecognizer.from_pretrained(Path(root) / "asr") if (Path(root) / "asr" / "config.json").is_file() else None
+        return cls(FlexiCodec.from_pretrained(Path(root) / "codec"), ARModel.from_pretrained(Path(root) / "ar"),
+                   Voicebox.from_pretrained(Path(root) / "nar"), Vocoder.from_pretrained(Path(root) / "vocoder"),
+                   asr=asr, device=device)
+
+    # ------------------------------------------------------------------ reference
+    def _setting(self, merging_threshold: float | None, frame_rate: float | None) -> tuple[float | None, float | None]:
+        if merging_threshold is not None and frame_rate is not None:
+            raise ConfigError("give merging_threshold or frame_rate, not both")
+        if frame_rate is not None and not 1.0 <= frame_rate <= 12.5:
+            raise ConfigError(f"frame_rate must be between 1 and 12.5 tokens per second, not {frame_rate}")
+        if merging_threshold is not None and not 0.0 < merging_threshold <= 1.0:
+            raise ConfigError(f"merging_threshold must be in (0, 1], not {merging_threshold}")
+        if merging_threshold is None and frame_rate is None:
+            merging_threshold = float(self.codec.config.default_threshold)
+        return merging_threshold, frame_rate
+
+    def reference_phonemes(self, reference: Reference, ref_text: str | None) -> tuple[list[str], str]:
+        """The reference's phoneme symbols: from `ref_text` (unless the audio was clipped, which would make the
+        text wrong), else transcribed by the CTC recogniser (phones only)."""
+        from flexitts.text import phonemize
+
+        if ref_text is not None and ref_text.strip() and not reference.clipped:
+            return phonemize(ref_text), "text"
+        if self.asr is None:
+            raise ConfigError("no reference text and no phone recogniser in this bundle: pass ref_text")
+        with torch.no_grad():
+            symbols = self.asr.transcribe(reference.wav[None].to(self.device))[0]
+        if not symbols:
+            raise TextError("no speech was recognised in the reference audio: pass ref_text or use a clearer recording")
+        return symbols, "asr"
+
+    def encode_reference(self, ref_audio: Any, ref_text: str | None = None, merging_threshold: float | None = None,
+                         frame_rate: float | None = None, ref_sample_rate: int | None = None,
+                         max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS) -> _Prompt:
+        """Prepare and encode a reference (cached by its content, the setting and its text)."""
+        threshold, rate = self._setting(merging_threshold, frame_rate)
+        reference = prepare_reference(ref_audio, ref_sample_rate, max_reference_seconds)
+        key = (reference.key, f"t{threshold}" if rate is None else f"r{rate}", ref_text)
+        if key not in self._prompts:
+            with torch.no_grad():
+                wav = reference.wav[None].to(self.device)
+                tokens = self.codec.encode(wav, 16000, num_quantizers=1, merging_threshold=threshold, frame_rate=rate)
+                mel, _ = self.mel(wav)
+            g = int(tokens.num_tokens[0])
+            phonemes, source = self.reference_phonemes(reference, ref_text)
+            self._prompts[key] = _Prompt(tokens.semantic_codes[0, :g], tokens.token_lengths[0, :g], mel[0],
+                                         self.table.encode(phonemes), phonemes, source, reference)
+            while len(self._prompts) > 16:  # a small LRU-ish bound: the oldest entry goes first
+                self._prompts.pop(next(iter(self._prompts)))
+        return self._prompts[key]
+
+    # ------------------------------------------------------------------ text
+    def split_text(self, text: str, prompt: _Prompt, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> list[str]:
+        """Chunks of at most about `chunk_seconds` of speech, with the reference's speaking rate (characters per
+        second of its transcript) when known."""
+        from flexitts.text import DEFAULT_CHARS_PER_SECOND, has_speakable, normalize_text, split_into_chunks
+
+        if not isinstance(text, str) or not has_speakable(text):
+            raise TextError("the text has nothing speakable (empty, emoji or punctuation only): give words to say")
+        chars_per_second = DEFAULT_CHARS_PER_SECOND
+        if prompt.phonemes_from == "text":
+            spoken = len(" ".join(prompt.phonemes))  # phoneme symbols track spoken length better than letters
+            letters = max(1, round(spoken * 0.6))
+            chars_per_second = min(25.0, max(8.0, letters / max(0.5, prompt.reference.seconds)))
+        return split_into_chunks(normalize_text(text), max_seconds=chunk_seconds, chars_per_second=chars_per_second)
+
+    # ------------------------------------------------------------------ synthesis
+    def synthesize(self, text: str, ref_audio: Any, ref_text: str | None = None, **options: Any) -> tuple[np.ndarray, int, SynthesisInfo]:
+        """Speak `text` in the voice of `ref_audio` (a path, bytes, or an array with `ref_sample_rate=`).
+
+        Options (all keywords): merging_threshold or frame_rate (token rate; default: the codec's threshold),
+        temperature (1.0), top_k (25), top_p (1.0), duration_top_k (1 = greedy durations),
+        duration_temperature (1.0), steps (15), cfg (2.0), rescale_cfg (0.75), sway (None), speed (1.0),
+        seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
+        max_reference_seconds (10), chunk_seconds (8).
+        Returns `(wav float32 [S], sample_rate, info)`.
+        """
+        parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
+        info = parts[-1][1]
+        return crossfade_join([c.audio for c in info.chunks], self.sample_rate), self.sample_rate, info
+
+    def synthesize_stream(self, text: str, ref_audio: Any, ref_text: str | None = None,
+                          **options: Any) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+        """Like `synthesize`, but yields `(audio, None)` pieces as soon as each chunk is rendered and finally
+        `(last piece, info)`. Concatenated, the pieces equal `synthesize`'s waveform for the same seed (one
+        joiner does the cross-fades of both; each piece holds back its fade region until the next arrives)."""
+        from flexitts.pipeline.audio_join import StreamJoiner
+
+        joiner = StreamJoiner(self.sample_rate)
+        for audio, info in self._run(text, ref_audio, ref_text, streaming=True, **options):
+            if info is not None:  # the end: flush what was held back for the cross-fade
+                yield joiner.finish(), info
+                return
+            yield joiner.push(audio), None
+
+    def _run(self, text: str, ref_audio: Any, ref_text: str | None, streaming: bool, merging_threshold: float | None = None,
+             frame_rate: float | None = None, temperature: float = 1.0, top_k: int = 25, top_p: float = 1.0,
+             duration_top_k: int = 1, duration_temperature: float = 1.0, steps: int = 15, cfg: float = 2.0,
+             rescale_cfg: float = 0.75, sway: float | None = None, speed: float = 1.0, seed: int | None = None,
+             progress: Progress | None = None, ref_sample_rate: int | None = None,
+             max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,
+             chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+        from flexitts.text import phonemize_batch
+
+        if not 0.25 <= speed <= 4.0:
+            raise ConfigError(f"speed must be between 0.25 and 4, not {speed}")
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, not {steps}")
+        report = progress or (lambda stage, fraction: None)
+        seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
+        timings: dict[str, float] = {}
+        started = clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + now - clock
+            clock = now
+
+        report("reference", 0.0)
+        prompt = self.encode_reference(ref_audio, ref_text, merging_threshold, frame_rate, ref_sample_rate, max_reference_seconds)
+        lap("reference")
+        report("text", 0.1)
+        chunks = self.split_text(text, prompt, chunk_seconds)
+        phonemes = phonemize_batch(chunks)
+        phoneme_ids = [self.table.encode(p) for p in phonemes]
+        lap("text")
+
+        report("ar", 0.15)
+        generated: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for start in range(0, len(chunks), MAX_CHUNK_BATCH):
+            ids = phoneme_ids[start : start + MAX_CHUNK_BATCH]
+            n = len(ids)
+            with torch.no_grad():
+                out = self.ar.generate(
+                    [torch.tensor(i) for i in ids], prompt_codes=[prompt.codes] * n, prompt_durations=[prompt.durations] * n,
+                    prompt_phonemes=[torch.tensor(prompt.phoneme_ids)] * n, rate=frame_rate, temperature=temperature,
+                    top_k=top_k, top_p=top_p, duration_top_k=duration_top_k, duration_temperature=duration_temperature,
+                    seed=[seed + start + k for k in range(n)],
+                )
+            generated.extend(out.unbatch())
+        lap("ar")
+
+        results: list[ChunkResult] = []
+        groups = [[i] for i in range(len(chunks))] if streaming else [
+            list(range(s, min(s + MAX_CHUNK_BATCH, len(chunks)))) for s in range(0, len(chunks), MAX_CHUNK_BATCH)]
+        for group in groups:
+            report("nar", 0.3 + 0.6 * group[0] / len(chunks))
+            audio = self._render([generated[i] for i in group], prompt, steps, cfg, rescale_cfg, sway, speed,
+                                 [seed + i for i in group], lap)
+            for i, wav in zip(group, audio):
+                codes, durations = generated[i]
+                results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav))
+                if streaming:
+                    yield wav, None
+        timings["total"] = time.perf_counter() - started
+        report("done", 1.0)
+        codes = np.concatenate([r.codes for r in results]) if results else np.zeros(0, np.int64)
+        durations = np.concatenate([r.durations for r in results]) if results else np.zeros(0, np.int64)
+        info = SynthesisInfo(
+            codes=codes, durations=durations, frame_rate=float(len(codes) * 12.5 / max(1, int(durations.sum()))),
+            phonemes=[s for r in results for s in r.phonemes], chunks=results,
+            reference_phonemes=prompt.phonemes, reference_phonemes_from=prompt.phonemes_from,
+            reference_seconds=prompt.reference.seconds, reference_clipped=prompt.reference.clipped,
+            timings=timings, sample_rate=self.sample_rate, seed=seed,
+        )
+        yield np.zeros(0, dtype=np.float32), info
+
+    def _render(self, items: list[tuple[torch.Tensor, torch.Tensor]], prompt: _Prompt, steps: int, cfg: float,
+                rescale_cfg: float, sway: float | None, speed: float, seeds: list[int],
+                lap: Callable[[str], None]) -> list[np.ndarray]:
+        """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item."""
+        from torch.nn.utils.rnn import pad_sequence
+
+        n = len(items)
+        codes = pad_sequence([c for c, _ in items], batch_first=True).to(self.device)
+        durations = pad_sequence([scale_durations(d, speed) for _, d in items], batch_first=True).to(self.device)
+        with torch.no_grad():
+            mel, lengths = self.nar.sample(
+                codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
+                prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
+                steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway,
+            )
+            lap("nar")
+            wav = self.vocoder(mel)
+            lap("vocoder")
+        hop = self.nar.config.mel.hop_length
+        return [wav[i, : int(lengths[i]) * hop].float().cpu().numpy() for i in range(n)]

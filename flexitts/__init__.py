@@ -8,4 +8,13 @@ from flexitts.errors import FlexiTTSError
 
 __version__ = "0.1.0"
 
-__all__ = ["FlexiTTSError", "__version__"]
+__all__ = ["FlexiTTSError", "TTS", "__version__"]
+
+
+def __getattr__(name: str):
+    # `from flexitts import TTS` without importing torch when only the CLI's parser is needed.
+    if name == "TTS":
+        from flexitts.tts import TTS
+
+        return TTS
+    raise AttributeError(f"module 'flexitts' has no attribute {name!r}")

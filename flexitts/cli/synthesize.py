@@ -1,0 +1,62 @@
+"""`flexitts synthesize`: text + reference voice -> a wav file (the same code path as the API and the app)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
+    text = parser.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="text to speak")
+    text.add_argument("--text-file", help="UTF-8 text file to speak (long texts are split into chunks)")
+    parser.add_argument("--ref", required=True, help="reference recording (any format soundfile reads)")
+    parser.add_argument("--ref-text", default=None, help="transcript of the reference (default: recognised from it)")
+    parser.add_argument("--out", required=True, help="output audio file (.wav, .flac or .ogg)")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--threshold", type=float, default=None, help="merging threshold tau (1.0: 12.5 tokens/s)")
+    rate.add_argument("--frame-rate", type=float, default=None, help="target tokens per second instead of a threshold")
+    parser.add_argument("--steps", type=int, default=15, help="NAR flow-matching steps")
+    parser.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance weight (0: off)")
+    parser.add_argument("--rescale-cfg", type=float, default=0.75, help="share of the std-rescaled guided velocity")
+    parser.add_argument("--sway", type=float, default=None, help="sway-sampling coefficient of the NAR time grid (e.g. -1)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="AR code sampling temperature")
+    parser.add_argument("--top-k", type=int, default=25, help="AR code sampling top-k")
+    parser.add_argument("--top-p", type=float, default=1.0, help="AR code sampling top-p")
+    parser.add_argument("--duration-top-k", type=int, default=1, help="duration sampling top-k (1: greedy)")
+    parser.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor (2: twice as fast)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
+    parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flexitts.audio import save_audio
+    from flexitts.errors import AudioError, TextError
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise AudioError(f"output folder '{out.parent}' does not exist: create it or choose another --out")
+    if out.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise AudioError(f"cannot write '{out}': use a .wav, .flac or .ogg file name")
+    text = args.text
+    if args.text_file is not None:
+        try:
+            text = Path(args.text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise TextError(f"cannot read --text-file '{args.text_file}': {error.__class__.__name__}") from None
+
+    from flexitts.tts import TTS
+
+    tts = TTS.from_pretrained(args.checkpoint, device=args.device)
+    wav, rate, info = tts.synthesize(
+        text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
+        steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k, speed=args.speed, seed=args.seed,
+    )
+    save_audio(out, wav, rate)
+    print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "
+          f"real-time factor {info.rtf:.2f} (seed {info.seed})")
+    return 0

@@ -1,0 +1,123 @@
+"""The demo-bundle recipe: every model of `flexitts/assets/demo` rebuilt from scratch on a CPU.
+
+    corpus  flexitts corpus synth --out corpus/demo --hours 3                       (~1 min)
+    asr     flexitts train asr --config configs/asr_demo.yaml                       (budget 50 min)
+    codec   flexitts train codec --config configs/codec_demo.yaml                   (budget 60 min)
+    tokens  flexitts data tokens --manifest corpus/demo/train.jsonl ...             (~5 min)
+    ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 40 min)
+    nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
+    vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
+    export  each run's final model, as float16, into the bundle folder
+
+Each model is exported into the bundle as soon as its stage ends (the codec stage needs the new recogniser,
+the token stage the new codec). A stage is skipped when its output exists and resumes from its newest
+checkpoint when it was cut off, so running the recipe again continues where it stopped.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent  # the source checkout holding configs/
+CORPUS = "corpus/demo"
+TOKENS = "runs/tokens_demo"
+TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
+STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_demo", "ar": "runs/ar_demo", "nar": "runs/nar_demo",
+          "vocoder": "runs/vocoder_demo"}
+
+
+@dataclass
+class RecipeStep:
+    name: str
+    done: bool
+    detail: str
+
+
+def _train(model: str, log: Callable[[str], None]) -> str:
+    from flexitts.cli.train import TRAINERS
+    from flexitts.training.config import load_run_config
+    from flexitts.training.loop import FINAL_MODEL, latest_checkpoint
+
+    import importlib
+
+    run_dir = ROOT / MODELS[model]
+    if (run_dir / FINAL_MODEL / "config.json").is_file() and _finished(run_dir):
+        return f"{run_dir / FINAL_MODEL} exists"
+    module, function = TRAINERS[model].split(":")
+    train = getattr(importlib.import_module(module), function)
+    resume = latest_checkpoint(run_dir) is not None
+    log(f"{model}: training into {run_dir}{' (resuming)' if resume else ''}")
+    result, metrics = train(load_run_config(ROOT / "configs" / f"{model}_demo.yaml"), None, None, None, resume, True)
+    return f"step {result.step}{' (time budget reached)' if result.stopped_by_budget else ''}"
+
+
+def _finished(run_dir: Path) -> bool:
+    """A run whose final model was written after its newest checkpoint is complete."""
+    from flexitts.training.loop import FINAL_MODEL, latest_checkpoint
+
+    last = latest_checkpoint(run_dir)
+    final = run_dir / FINAL_MODEL / "model.safetensors"
+    return last is None or (final.is_file() and final.stat().st_mtime >= (last / "trainer.json").stat().st_mtime)
+
+
+def export_bundle(bundle: str | os.PathLike, log: Callable[[str], None] = lambda s: None,
+                  names: tuple[str, ...] = tuple(MODELS)) -> Path:
+    """Copy each run's final model as float16 into `bundle/<name>` (the demo bundle's layout)."""
+    from ar import ARModel
+    from codec import FlexiCodec
+    from codec.asr.ctc_model import CTCPhoneRecognizer
+    from nar import Voicebox
+    from nar.vocoder import Vocoder
+
+    classes = {"asr": CTCPhoneRecognizer, "codec": FlexiCodec, "ar": ARModel, "nar": Voicebox, "vocoder": Vocoder}
+    folder = Path(bundle)
+    for name in names:
+        cls = classes[name]
+        source = ROOT / MODELS[name] / "model"
+        if not (source / "config.json").is_file():
+            log(f"export: {source} missing, {name} left as it is")
+            continue
+        cls.from_pretrained(source).save_pretrained(folder / name, dtype=torch.float16)
+        log(f"export: {name} -> {folder / name}")
+    return folder
+
+
+def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | None = None, hours: float = 3.0,
+               log: Callable[[str], None] = print) -> list[RecipeStep]:
+    """Run the chosen stages in order (see the module docstring); returns what each did."""
+    from codec.common.pretrained import demo_bundle_dir
+
+    os.chdir(ROOT)
+    steps: list[RecipeStep] = []
+    for stage in stages:
+        if stage == "corpus":
+            if (ROOT / CORPUS / "train.jsonl").is_file():
+                detail = f"{CORPUS} exists"
+            else:
+                from flexitts.corpus import synthesize_corpus
+
+                synthesize_corpus(ROOT / CORPUS, hours)
+                detail = f"{hours} h written to {CORPUS}"
+        elif stage == "tokens":
+            if (ROOT / TOKENS / "index.jsonl").is_file():
+                detail = f"{TOKENS} exists"
+            else:
+                from codec import FlexiCodec
+                from flexitts.data.token_cache import build_token_cache
+
+                codec = FlexiCodec.from_pretrained(ROOT / MODELS["codec"] / "model")
+                cache = build_token_cache(ROOT / CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
+                detail = f"{len(cache)} utterances"
+        elif stage == "export":
+            detail = str(export_bundle(bundle or demo_bundle_dir(), log))
+        else:
+            detail = _train(stage, log)
+            export_bundle(bundle or demo_bundle_dir(), log, (stage,))
+        steps.append(RecipeStep(stage, True, detail))
+        log(f"{stage}: {detail}")
+    return steps

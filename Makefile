@@ -10,7 +10,10 @@ PYTHON_STAMP := $(VENV)/.python-packages
 RESEMBLYZER := resemblyzer==0.1.4
 DEMO_OUT ?= demo_out
 
-.PHONY: setup test demo clean
+DEMO_VOICE := flexitts/assets/demo/voices/mb-us1.wav
+DEMO_TEXT := Dynamic frame rate tokens let a language model speak with fewer steps per second.
+
+.PHONY: setup test demo bundle clean
 
 setup: $(SYSTEM_STAMP) $(PYTHON_STAMP)
 
@@ -30,9 +33,14 @@ $(PYTHON_STAMP): pyproject.toml | $(BIN)/python
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Until the TTS pipeline lands, the demo speaks a small offline corpus (the models' training data).
+# Speak a sentence with the bundled demo models in the voice of a bundled example speaker.
 demo: setup
-	$(BIN)/flexitts corpus synth --out $(DEMO_OUT)/corpus --hours 0.02
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/flexitts synthesize --ref $(DEMO_VOICE) --text "$(DEMO_TEXT)" --out $(DEMO_OUT)/demo.wav --seed 0
+
+# Rebuild every model of the demo bundle from scratch on this CPU (resumable: run it again to continue).
+bundle: setup
+	$(BIN)/flexitts recipe demo
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

@@ -316,7 +316,7 @@ class TTS:
                 steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway,
             )
             lap("nar")
-            wav = self.vocoder(mel)
+            wav = self.vocoder(mel, lengths)
             lap("vocoder")
         hop = self.nar.config.mel.hop_length
         return [wav[i, : int(lengths[i]) * hop].float().cpu().numpy() for i in range(n)]

@@ -1,0 +1,101 @@
+"""`flexitts train vocoder`: the Vocos vocoder on random frame-aligned crops of a manifest's audio.
+
+Generator losses come from `Vocoder.training_step` (multi-scale mel L1, and LSGAN + feature matching once
+`gan_start_step` is reached); with `model.use_gan` the Trainer also steps the discriminator.
+
+Data section keys:
+    train         training manifest (or --data)
+    valid         manifest for a validation copy-synthesis mel distance (optional)
+    crop_seconds  crop length (default 1.28)
+    max_items     use only the first N utterances (default: all)
+    valid_limit   validation utterances (default 32)
+Model section: `VocoderConfig` fields (`mel` as a mapping of `MelConfig` fields), plus `preset: demo|paper`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codec.common.pretrained import config_from_dict
+from flexitts.errors import ConfigError
+from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms
+from flexitts.training.config import RunConfig
+from flexitts.training.loop import Trainer, TrainResult, seed_everything
+from flexitts.training.sampler import BucketBatchSampler
+from nar.vocoder import Vocoder, VocoderConfig
+
+DATA_KEYS = {"train", "valid", "crop_seconds", "max_items", "valid_limit"}
+PRESETS = ("demo", "paper")
+
+
+def copy_synthesis_metrics(model: Vocoder, dataset: AudioCropDataset, batch_seconds: float = 60.0) -> dict[str, float]:
+    """Multi-scale mel L1 between the crops (their first `crop` samples) and their copy-synthesis."""
+    was_training = model.training
+    model.eval()
+    rate = model.sample_rate
+    sampler = BucketBatchSampler(dataset.lengths, int(batch_seconds * rate), seed=0)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for indices in sampler.epoch_batches(0):
+            batch = collate_waveforms([dataset.items[i][: dataset.crop] for i in indices])
+            wav, lengths = batch["wav"].to(model.device), batch["wav_lengths"].to(model.device)
+            out = model.copy_synthesis(wav, lengths)
+            total += float(model.mel_loss(out, wav, lengths)) * len(indices)
+            count += len(indices)
+    model.train(was_training)
+    return {"valid_mel": total / max(1, count)}
+
+
+def build_vocoder_config(run: RunConfig) -> VocoderConfig:
+    """The `VocoderConfig` of the model section (`preset` picks the starting sizes)."""
+    section = dict(run.model)
+    preset = section.pop("preset", "demo")
+    if preset not in PRESETS:
+        raise ConfigError(f"model.preset must be one of {PRESETS}, not '{preset}'")
+    base = dataclasses.asdict(VocoderConfig.paper() if preset == "paper" else VocoderConfig.demo())
+    if isinstance(section.get("mel"), dict):
+        section["mel"] = {**base["mel"], **section["mel"]}
+    return config_from_dict(VocoderConfig, {**base, **section}, "model section")
+
+
+def train_vocoder(
+    run: RunConfig,
+    data: str | None = None,
+    out_dir: str | None = None,
+    init: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[TrainResult, dict[str, Any]]:
+    """Train (or fine-tune from `init`, or `resume`) the vocoder; returns the result and final metrics."""
+    unknown = sorted(set(run.data) - DATA_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown data key(s) {unknown} for vocoder; allowed: {sorted(DATA_KEYS)}")
+    train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
+    if not str(train_manifest) or not train_manifest.is_file():
+        raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")
+    config = build_vocoder_config(run)
+    rate = config.mel.sample_rate
+    crop = float(run.data.get("crop_seconds", 1.28))
+    train_set = AudioCropDataset(train_manifest, crop, max_items=run.data.get("max_items"), sample_rate=rate)
+    valid_set = None
+    if run.data.get("valid"):
+        valid_set = AudioCropDataset(run.resolve(run.data["valid"]), crop, max_items=int(run.data.get("valid_limit", 32)),
+                                     sample_rate=rate)
+
+    seed_everything(run.training.seed)
+    model = Vocoder(config)
+    init_state = Vocoder.from_pretrained(init).state_dict() if init else None
+    discriminator = model.build_discriminator() if config.use_gan else None
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        return copy_synthesis_metrics(m, valid_set) if valid_set is not None else {}  # type: ignore[arg-type]
+
+    trainer = Trainer(
+        model, train_set, collate_waveforms, train_set.lengths, run.training, out_dir or run.resolve(run.out_dir),
+        evaluate=evaluate, discriminator=discriminator,
+    )
+    result = trainer.fit(resume=resume, progress=progress, init_state=init_state)
+    return result, result.metrics

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     codec.add_argument("--no-pesq", action="store_true", help="skip PESQ")
     codec.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     codec.set_defaults(func=run_codec)
+    from flexitts.cli import bench_ar
+
+    bench_ar.add_parser(components)
 
 
 def run_dynamic(args: argparse.Namespace) -> int:

@@ -14,6 +14,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     asr.add_argument("--limit", type=int, default=None, help="score only the first N utterances of each manifest")
     asr.add_argument("--json", default=None, help="also write the figures to this JSON file")
     asr.set_defaults(func=run_asr)
+    tts = targets.add_parser("tts", help="synthesise a manifest's sentences; WER, speaker similarity, RTF, tokens/s")
+    tts.add_argument("--manifest", required=True, help="sentences (and original recordings) to evaluate on")
+    tts.add_argument("--ref-strategy", choices=["same-speaker", "fixed"], default="same-speaker",
+                     help="reference per sentence: another utterance of its speaker, or --ref for all")
+    tts.add_argument("--ref", default=None, help="reference recording for --ref-strategy fixed")
+    tts.add_argument("--ref-text", default=None, help="its transcript")
+    tts.add_argument("--no-ref-text", action="store_true", help="let the recogniser transcribe the references")
+    tts.add_argument("--speaker-prefix", default=None, help="only speakers whose name starts with this (e.g. mb-us1)")
+    tts.add_argument("--limit", type=int, default=20, help="sentences to evaluate")
+    tts.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the demo bundle)")
+    rate = tts.add_mutually_exclusive_group()
+    rate.add_argument("--threshold", type=float, default=None, help="merging threshold")
+    rate.add_argument("--frame-rate", type=float, default=None, help="target tokens per second")
+    tts.add_argument("--steps", type=int, default=15, help="NAR steps")
+    tts.add_argument("--cfg", type=float, default=2.0, help="guidance weight")
+    tts.add_argument("--seed", type=int, default=0, help="seed of the first sentence (then +1 each)")
+    tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    tts.set_defaults(func=run_tts)
 
 
 def run_asr(args: argparse.Namespace) -> int:
@@ -35,4 +53,21 @@ def run_asr(args: argparse.Namespace) -> int:
             print(f"  {speaker:24s} {value:.4f}")
     if args.json:
         write_json_atomic(args.json, report)
+    return 0
+
+
+def run_tts(args: argparse.Namespace) -> int:
+    from flexitts.evaluation.tts_eval import evaluate_tts, render_tts_markdown
+    from flexitts.fileio import write_json_atomic, write_text_atomic
+    from flexitts.tts import TTS
+
+    tts = TTS.from_pretrained(args.checkpoint)
+    options = {"merging_threshold": args.threshold, "frame_rate": args.frame_rate, "steps": args.steps, "cfg": args.cfg}
+    result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
+                          args.speaker_prefix, args.seed, not args.no_ref_text, options)
+    markdown = render_tts_markdown(result)
+    print(markdown)
+    if args.out:
+        write_json_atomic(f"{args.out}.json", result)
+        write_text_atomic(f"{args.out}.md", markdown)
     return 0

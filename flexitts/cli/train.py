@@ -7,6 +7,9 @@ import argparse
 TRAINERS = {
     "asr": "flexitts.training.asr:train_asr",
     "codec": "flexitts.training.codec:train_codec",
+    "ar": "flexitts.training.ar:train_ar",
+    "nar": "flexitts.training.nar:train_nar",
+    "vocoder": "flexitts.training.vocoder:train_vocoder",
 }
 
 

@@ -1,0 +1,345 @@
+"""Autoregressive generation of semantic codes and durations, single items or padded batches, with or
+without the KV cache.
+
+Length limits are proportional to the number of NEW phonemes (the prompt's are not counted):
+`min_len_ratio` and `max_len_ratio` are tokens per phoneme symbol (stress marks and word boundaries count as
+symbols). On the demo corpus speech runs at 17 symbols a second (5th-95th percentile 13.8-21, extremes
+10.9-23.2), so 12.5 Hz tokens come at 0.54-1.15 per symbol, 6.25 Hz ones at 0.27-0.58 and 3 Hz ones at
+0.13-0.28. The defaults, 0.15 and 2.0, leave room on both sides at every rate from about 3.5 to 12.5 Hz;
+pass lower ratios for slower token rates. EOS is masked until `min` tokens exist; generation always stops at `max`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from ar.config import BASE_FRAME_RATE
+from ar.sampling import sample_from_logits
+from codec.common.errors import ConfigError, TextError
+
+if TYPE_CHECKING:
+    from ar.model import ARModel
+
+DEFAULT_MIN_LEN_RATIO = 0.15
+DEFAULT_MAX_LEN_RATIO = 2.0
+
+
+@dataclass
+class ARGeneration:
+    """Generated speech (the new part only, never the prompt), as a padded batch.
+
+    `codes [B, G]` long (0 on padding), `durations [B, G]` long in 1..max_duration (0 on padding),
+    `lengths [B]` tokens per item, `ended_by_eos [B]` bool (False: stopped by the maximum length).
+    """
+
+    codes: torch.Tensor
+    durations: torch.Tensor
+    lengths: torch.Tensor
+    ended_by_eos: torch.Tensor
+
+    def item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes `[G_i]`, durations `[G_i]`) of one item, without padding."""
+        n = int(self.lengths[index])
+        return self.codes[index, :n], self.durations[index, :n]
+
+    def unbatch(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self.item(i) for i in range(self.codes.shape[0])]
+
+
+# -- input normalisation -------------------------------------------------------------------------------------
+def _is_one_sequence(x: Any) -> bool:
+    """A 1-D tensor/array or a flat list of ints: one item."""
+    if isinstance(x, torch.Tensor) or hasattr(x, "ndim"):
+        return x.ndim == 1
+    return isinstance(x, (list, tuple)) and all(isinstance(v, int) or getattr(v, "ndim", None) == 0 for v in x)
+
+
+def _as_rows(x: Any, what: str, strip_zeros: bool) -> list[torch.Tensor | None]:
+    """One sequence -> [it]; a list of sequences (None allowed) -> the list; a 2-D tensor -> its rows
+    (zeros removed when 0 can only be padding, as for phonemes and durations)."""
+    if isinstance(x, torch.Tensor) and x.dim() == 2:
+        return [row[row != 0] if strip_zeros else row for row in x.long().cpu()]
+    if _is_one_sequence(x):
+        return [torch.as_tensor(x, dtype=torch.long).reshape(-1).cpu()]
+    if isinstance(x, (list, tuple)):
+        return [None if r is None else torch.as_tensor(r, dtype=torch.long).reshape(-1).cpu() for r in x]
+    raise ConfigError(f"{what} must be a 1-D sequence of ids, a list of them or a 2-D padded tensor")
+
+
+def _broadcast(rows: list[torch.Tensor | None] | None, batch: int, what: str) -> list[torch.Tensor]:
+    """Per-item rows; a single row serves every item (one reference voice for many texts)."""
+    empty = torch.zeros(0, dtype=torch.long)
+    if rows is None:
+        return [empty] * batch
+    if len(rows) == 1 and batch > 1:
+        rows = rows * batch
+    if len(rows) != batch:
+        raise ConfigError(f"{what} has {len(rows)} items for {batch} texts")
+    return [empty if r is None else r for r in rows]
+
+
+def _batch_inputs(
+    phonemes: Any, prompt_codes: Any, prompt_durations: Any, prompt_phonemes: Any
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Per-item new phonemes, prompt phonemes, prompt codes and prompt durations (empty when absent)."""
+    texts = _as_rows(phonemes, "phonemes", strip_zeros=True)
+    batch = len(texts)
+    if batch == 0:
+        raise TextError("nothing to generate: the list of phoneme sequences is empty")
+    ref_ph = _broadcast(None if prompt_phonemes is None else _as_rows(prompt_phonemes, "prompt_phonemes", True), batch, "prompt_phonemes")
+    ref_dur = _broadcast(None if prompt_durations is None else _as_rows(prompt_durations, "prompt_durations", True), batch, "prompt_durations")
+    if (prompt_codes is None) != (prompt_durations is None):
+        raise ConfigError("give prompt_codes and prompt_durations together (one duration per code), or neither")
+    code_rows = None if prompt_codes is None else _as_rows(prompt_codes, "prompt_codes", strip_zeros=False)
+    if isinstance(prompt_codes, torch.Tensor) and prompt_codes.dim() == 2:
+        # Code 0 is a real code, so a padded code matrix takes its lengths from the durations (0 on padding).
+        code_rows = [c[: len(d)] for c, d in zip(code_rows, ref_dur)]
+    ref_codes = _broadcast(code_rows, batch, "prompt_codes")
+    for i in range(batch):
+        if texts[i] is None or texts[i].numel() == 0:
+            raise TextError(f"text {i} has no phonemes: nothing to say")
+        if ref_codes[i].numel() != ref_dur[i].numel():
+            raise ConfigError(f"prompt {i}: {ref_codes[i].numel()} codes but {ref_dur[i].numel()} durations; give one duration per code")
+    return texts, ref_ph, ref_codes, ref_dur  # type: ignore[return-value]
+
+
+def _per_item_floats(x: Any, batch: int, what: str) -> list[float | None]:
+    if x is None:
+        return [None] * batch
+    if isinstance(x, torch.Tensor):
+        x = x.reshape(-1).tolist()
+    if isinstance(x, (int, float)):
+        return [float(x)] * batch
+    values = [None if v is None else float(v) for v in x]
+    if len(values) == 1:
+        values = values * batch
+    if len(values) != batch:
+        raise ConfigError(f"{what} has {len(values)} values for {batch} texts")
+    return values
+
+
+def _pad(rows: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([r.numel() for r in rows], dtype=torch.long)
+    out = torch.zeros(len(rows), max(1, int(lengths.max())), dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : row.numel()] = row
+    return out.to(device), lengths.to(device)
+
+
+def _generators(seed: Any, batch: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per item. An int seed seeds every item alike, so an item's tokens do not depend on
+    what else is in the batch; a list gives each item its own; None draws seeds from torch's global RNG."""
+    if seed is None:
+        seeds = torch.randint(0, 2**62, (batch,)).tolist()
+    elif isinstance(seed, int):
+        seeds = [seed] * batch
+    else:
+        seeds = [int(s) for s in seed]
+        if len(seeds) != batch:
+            raise ConfigError(f"seed has {len(seeds)} values for {batch} texts")
+    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+
+def _check_settings(temperature: float, top_k: int, top_p: float, duration_top_k: int, duration_temperature: float,
+                    min_len_ratio: float, max_len_ratio: float) -> None:
+    if temperature < 0 or duration_temperature < 0:
+        raise ConfigError("temperature and duration_temperature must be >= 0 (0 is greedy)")
+    if top_k < 0 or duration_top_k < 0:
+        raise ConfigError("top_k and duration_top_k must be >= 0 (0 keeps every class)")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], not {top_p}")
+    if min_len_ratio < 0 or max_len_ratio <= 0 or min_len_ratio > max_len_ratio:
+        raise ConfigError(f"need 0 <= min_len_ratio <= max_len_ratio and max_len_ratio > 0, got {min_len_ratio} and {max_len_ratio}")
+
+
+# -- the loop ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate(
+    model: "ARModel",
+    phonemes: Any,
+    prompt_codes: Any = None,
+    prompt_durations: Any = None,
+    prompt_phonemes: Any = None,
+    rate: Any = None,
+    temperature: float = 1.0,
+    top_k: int = 25,
+    top_p: float = 1.0,
+    duration_top_k: int = 1,
+    duration_temperature: float = 1.0,
+    min_len_ratio: float = DEFAULT_MIN_LEN_RATIO,
+    max_len_ratio: float = DEFAULT_MAX_LEN_RATIO,
+    seed: int | Sequence[int] | None = None,
+    use_cache: bool = True,
+    max_new_tokens: int | None = None,
+) -> ARGeneration:
+    """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
+
+    Args:
+        phonemes: new text's phoneme ids: a 1-D sequence (one item), a list of them (a batch), or a 2-D
+            0-padded tensor.
+        prompt_codes, prompt_durations: the reference's codes and durations (1..max_duration), same shapes as
+            `phonemes` (a 2-D code tensor takes its lengths from the durations); None: no prompt.
+        prompt_phonemes: the reference transcript's phoneme ids (prepended to the text); None: none.
+        rate: target tokens per second, a float or one per item; None: the prompt's own rate
+            (`G * 12.5 / sum(durations)`), or 12.5 Hz without a prompt.
+        temperature, top_k, top_p: code sampling (temperature 0 or top_k 1 is greedy; EOS is a class too).
+        duration_top_k, duration_temperature: duration sampling (1: greedy, the default).
+        min_len_ratio, max_len_ratio: tokens per new phoneme (see the module docstring).
+        seed: int (every item alike), list of ints (one per item) or None (from torch's global RNG).
+        use_cache: reuse keys/values (`transformers.DynamicCache`); False re-runs the whole sequence per token
+            and gives the same tokens (for checking).
+        max_new_tokens: an absolute cap on top of `max_len_ratio`.
+    Returns:
+        `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
+        batch of one.
+    """
+    cfg = model.config
+    _check_settings(temperature, top_k, top_p, duration_top_k, duration_temperature, min_len_ratio, max_len_ratio)
+    texts, ref_ph, ref_codes, ref_durs = _batch_inputs(phonemes, prompt_codes, prompt_durations, prompt_phonemes)
+    batch = len(texts)
+    device = next(model.parameters()).device
+    vocab = len(cfg.symbols)
+    for i in range(batch):
+        ids = torch.cat([ref_ph[i], texts[i]])
+        if int(ids.min()) < 1 or int(ids.max()) >= vocab:
+            raise TextError(f"text {i} has phoneme ids outside 1..{vocab - 1} (this model's phoneme table)")
+        if ref_codes[i].numel() and (int(ref_codes[i].min()) < 0 or int(ref_codes[i].max()) >= cfg.codebook_size):
+            raise ConfigError(f"prompt {i} has codes outside 0..{cfg.codebook_size - 1}")
+        if ref_durs[i].numel() and (int(ref_durs[i].min()) < 1 or int(ref_durs[i].max()) > cfg.max_duration):
+            raise ConfigError(f"prompt {i} has durations outside 1..{cfg.max_duration}")
+
+    # Rates: given, else the prompt's own, else the base rate.
+    rates = []
+    for i, given in enumerate(_per_item_floats(rate, batch, "rate")):
+        if given is None:
+            frames = int(ref_durs[i].sum())
+            given = ref_codes[i].numel() * BASE_FRAME_RATE / frames if frames else BASE_FRAME_RATE
+        if not math.isfinite(given) or given <= 0:
+            raise ConfigError(f"rate must be a positive number of tokens per second, not {given}")
+        rates.append(given)
+
+    new_counts = torch.tensor([t.numel() for t in texts])
+    min_len = (new_counts * min_len_ratio).floor().long().clamp(min=1)
+    max_len = torch.maximum((new_counts * max_len_ratio).ceil().long(), min_len)
+    if max_new_tokens is not None:
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
+        max_len = max_len.clamp(max=max_new_tokens)
+        min_len = torch.minimum(min_len, max_len)
+    min_len, max_len = min_len.to(device), max_len.to(device)
+    longest = int(max_len.max())
+    prefix_longest = max(int(r.numel() + t.numel() + c.numel()) for r, t, c in zip(ref_ph, texts, ref_codes)) + 4
+    if prefix_longest + longest > cfg.max_positions:
+        raise ConfigError(
+            f"prompt plus text ({prefix_longest} positions) and up to {longest} new tokens exceed the model's "
+            f"{cfg.max_positions} positions: shorten the text or the reference"
+        )
+
+    was_training = model.training
+    model.eval()
+    try:
+        return _loop(
+            model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, _generators(seed, batch, device),
+            temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device,
+        )
+    finally:
+        model.train(was_training)
+
+
+def _loop(
+    model: "ARModel",
+    texts: list[torch.Tensor],
+    ref_ph: list[torch.Tensor],
+    ref_codes: list[torch.Tensor],
+    ref_durs: list[torch.Tensor],
+    rates: list[float],
+    min_len: torch.Tensor,
+    max_len: torch.Tensor,
+    generators: list[torch.Generator],
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    duration_top_k: int,
+    duration_temperature: float,
+    use_cache: bool,
+    device: torch.device,
+) -> ARGeneration:
+    """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum,
+    sample the next code (EOS masked below the minimum), stop items at EOS, feed the new token."""
+    from transformers import DynamicCache
+
+    cfg = model.config
+    batch = len(texts)
+    param_dtype = next(model.parameters()).dtype
+    joined = [torch.tensor(model.join_text(r.tolist(), t.tolist()), dtype=torch.long) for r, t in zip(ref_ph, texts)]
+    phonemes, phoneme_lengths = _pad(joined, device)
+    codes, code_lengths = _pad(ref_codes, device)
+    durations, _ = _pad(ref_durs, device)
+    rate = torch.tensor(rates, dtype=param_dtype, device=device)
+
+    # Prefill: the right-padded prefix; new positions go after the longest prefix and skip the padding through
+    # the key mask, while each item's position ids continue from its own length.
+    embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate)
+    prefix_lengths = mask.sum(dim=1)
+    cache = DynamicCache(config=model.backbone.config) if use_cache else None
+    hidden = model.run_backbone(embeds, mask, positions, cache)
+    state = hidden[torch.arange(batch, device=device), prefix_lengths - 1]  # [B, H]
+    # The duration of the last prompt token is known: it is the first new token's "previous duration".
+    last_prompt = durations.gather(1, (code_lengths - 1).clamp(min=0)[:, None]).squeeze(1) - 1
+    previous_duration = torch.where(code_lengths > 0, last_prompt, torch.full_like(last_prompt, cfg.duration_start))
+
+    longest = int(max_len.max())
+    out_codes = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    out_durs = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    ended_by_eos = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    all_embeds, all_mask, all_positions = embeds, mask, positions  # the no-cache path re-reads everything
+    step = 0
+    while True:
+        # Two uniforms per item and step (duration, code), drawn whether used or not: each item's stream
+        # advances the same way in any batch.
+        uniforms = torch.stack([torch.rand(2, generator=g, device=device, dtype=torch.float64) for g in generators])
+        if step > 0:
+            dur_logits = model.duration_head(state).to(_sampling_dtype(state))
+            chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
+            out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
+            previous_duration = chosen
+        active = active & (step < max_len)
+        if not bool(active.any()):
+            break
+        logits = model.code_head(state).to(_sampling_dtype(state))
+        # EOS is not a choice before the minimum length.
+        logits[:, cfg.eos_id] = torch.where(step < min_len, float("-inf"), logits[:, cfg.eos_id])
+        token = sample_from_logits(logits, uniforms[:, 1], temperature, top_k, top_p)
+        is_eos = active & (token == cfg.eos_id)
+        ended_by_eos |= is_eos
+        active = active & ~is_eos
+        if not bool(active.any()):
+            break
+        token = torch.where(active, token, torch.zeros_like(token))  # finished rows feed a harmless code
+        out_codes[:, step] = token
+        lengths += active.long()
+        step += 1
+        # Feed e(s_n) + D(d_{n-1}) at each item's next position.
+        new_embed = (model.code_embedding(token) + model.duration_embedding(previous_duration))[:, None, :]
+        new_position = (prefix_lengths + step - 1)[:, None]
+        all_mask = torch.cat([all_mask, torch.ones(batch, 1, dtype=torch.bool, device=device)], dim=1)
+        if cache is not None:
+            state = model.run_backbone(new_embed, all_mask, new_position, cache)[:, -1]
+        else:
+            all_embeds = torch.cat([all_embeds, new_embed], dim=1)
+            all_positions = torch.cat([all_positions, new_position], dim=1)
+            state = model.run_backbone(all_embeds, all_mask, all_positions)[:, -1]
+    size = max(1, int(lengths.max()))
+    return ARGeneration(
+        codes=out_codes[:, :size].clone(), durations=out_durs[:, :size].clone(), lengths=lengths, ended_by_eos=ended_by_eos
+    )
+
+
+def _sampling_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32 at least (half-precision logits are too coarse to sample from), float64 kept."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32

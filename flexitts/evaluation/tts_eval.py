@@ -1,0 +1,110 @@
+"""`flexitts eval tts`: synthesise each sentence of a manifest with a reference voice, then measure
+intelligibility (pocketsphinx WER beside the original recording's WER), speaker similarity to the reference
+(and the original's, as a ceiling), real-time factor and tokens per second of speech."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from flexitts.data.manifest import Utterance, read_manifest
+from flexitts.errors import DataError
+
+REF_STRATEGIES = ("same-speaker", "fixed")
+
+
+def pick_references(rows: Sequence[Utterance], pool: Sequence[Utterance]) -> list[Utterance]:
+    """For each row, another utterance of its speaker from `pool` (the next one after it, cyclically)."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for utt in pool:
+        by_speaker.setdefault(utt.speaker, []).append(utt)
+    chosen = []
+    for row in rows:
+        candidates = [u for u in by_speaker.get(row.speaker, []) if u.audio != row.audio]
+        if not candidates:
+            raise DataError(f"speaker '{row.speaker}' has no other utterance to use as the reference")
+        position = sum(1 for u in by_speaker[row.speaker] if u.audio < row.audio)
+        chosen.append(candidates[position % len(candidates)])
+    return chosen
+
+
+def evaluate_tts(
+    tts: Any,
+    manifest: str | os.PathLike,
+    ref_strategy: str = "same-speaker",
+    ref: str | None = None,
+    ref_text: str | None = None,
+    limit: int | None = None,
+    speaker_prefix: str | None = None,
+    seed: int = 0,
+    use_ref_text: bool = True,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...)."""
+    from flexitts.audio import load_audio
+    from flexitts.evaluation.similarity import SpeakerSimilarity
+    from flexitts.evaluation.wer import PocketsphinxRecognizer, word_error_rate
+
+    if ref_strategy not in REF_STRATEGIES:
+        raise DataError(f"ref strategy must be one of {REF_STRATEGIES}, not '{ref_strategy}'")
+    if ref_strategy == "fixed" and ref is None:
+        raise DataError("--ref-strategy fixed needs --ref (and preferably --ref-text)")
+    path = Path(manifest)
+    pool = read_manifest(path)
+    rows = [u for u in pool if speaker_prefix is None or u.speaker.startswith(speaker_prefix)][:limit]
+    if not rows:
+        raise DataError(f"'{path}' has no utterance{' of speakers ' + speaker_prefix + '*' if speaker_prefix else ''}")
+    refs = pick_references(rows, pool) if ref_strategy == "same-speaker" else [None] * len(rows)
+    recognizer, similarity = PocketsphinxRecognizer(), SpeakerSimilarity()
+    items = []
+    for number, (row, reference) in enumerate(zip(rows, refs)):
+        ref_audio = str(reference.resolve(path.parent)) if reference is not None else ref
+        text_of_ref = (reference.text if reference is not None else ref_text) if use_ref_text else None
+        started = time.perf_counter()
+        wav, rate, info = tts.synthesize(row.text, ref_audio, ref_text=text_of_ref, seed=seed + number, **(options or {}))
+        seconds = time.perf_counter() - started
+        original, _ = load_audio(row.resolve(path.parent), target_rate=rate)
+        reference_wav, _ = load_audio(ref_audio, target_rate=rate)
+        items.append({
+            "audio": row.audio, "speaker": row.speaker, "text": row.text, "reference": str(ref_audio),
+            "hypothesis": recognizer.transcribe(wav, rate), "original_hypothesis": recognizer.transcribe(original, rate),
+            "similarity": similarity.score(wav, rate, reference_wav, rate),
+            "original_similarity": similarity.score(original, rate, reference_wav, rate),
+            "seconds": len(wav) / rate, "rtf": seconds / max(1e-9, len(wav) / rate),
+            "tokens": int(len(info.codes)), "frame_rate": info.frame_rate, "timings": info.timings,
+        })
+        if progress is not None:
+            progress(number + 1, len(rows))
+    texts = [i["text"] for i in items]
+    wer = word_error_rate(texts, [i["hypothesis"] for i in items])
+    gt_wer = word_error_rate(texts, [i["original_hypothesis"] for i in items])
+    total_seconds = sum(i["seconds"] for i in items)
+    return {
+        "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
+        "wer": wer, "original_wer": gt_wer, "wer_ratio": wer / gt_wer if gt_wer > 0 else None,
+        "similarity": float(np.mean([i["similarity"] for i in items])),
+        "original_similarity": float(np.mean([i["original_similarity"] for i in items])),
+        "rtf": float(np.mean([i["rtf"] for i in items])),
+        "tokens_per_second": sum(i["tokens"] for i in items) / max(1e-9, total_seconds),
+        "items": items,
+    }
+
+
+def render_tts_markdown(result: dict[str, Any]) -> str:
+    """A short markdown table of the means."""
+    ratio = f"{result['wer_ratio']:.2f}" if result["wer_ratio"] is not None else "n/a"
+    return "\n".join([
+        f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances, references: {result['ref_strategy']})",
+        "",
+        "| WER | original WER | ratio | similarity to reference | original's similarity | RTF | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {result['wer']:.3f} | {result['original_wer']:.3f} | {ratio} | {result['similarity']:.3f} | "
+        f"{result['original_similarity']:.3f} | {result['rtf']:.3f} | {result['tokens_per_second']:.2f} |",
+        "",
+        f"Options: `{result['options']}`",
+        "",
+    ])

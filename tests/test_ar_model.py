@@ -1,0 +1,295 @@
+"""The AR model: layout and alignment, padding invariance, save/load, generation (KV cache, seeds, batching,
+length limits, prompting), input errors. Tiny random models; float64 where tokens must match exactly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ar import ARConfig, ARModel, collate_examples
+from codec.common.errors import ConfigError, FlexiTTSError, TextError
+
+SYMBOLS = ["<pad>", "<unk>", "<sos>", "<eos>", "<task>", "<sep>"] + [f"p{i}" for i in range(30)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread (and do not fight a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides) -> ARConfig:
+    sizes = dict(
+        symbols=SYMBOLS, codebook_size=64, code_embedding="fsq", fsq_levels=[4, 4, 4], head_rank=16,
+        hidden_size=32, num_layers=2, num_heads=2, ffn_size=64, dropout=0.0, max_positions=512,
+    )
+    return ARConfig(**{**sizes, **overrides})
+
+
+def tiny_model(dtype: torch.dtype = torch.float32, seed: int = 0, **overrides) -> ARModel:
+    torch.manual_seed(seed)
+    return ARModel(tiny_config(**overrides)).to(dtype).eval()
+
+
+def random_batch(sizes: list[tuple[int, int]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Items with (phonemes, tokens) sizes; random ids, codes, durations 1..8, rates 5..12.5 Hz."""
+    g = torch.Generator().manual_seed(seed)
+    phonemes = [torch.randint(6, len(SYMBOLS), (p,), generator=g).tolist() for p, _ in sizes]
+    codes = [torch.randint(0, 64, (n,), generator=g).tolist() for _, n in sizes]
+    durations = [torch.randint(1, 9, (n,), generator=g).tolist() for _, n in sizes]
+    rates = [5.0 + 7.5 * float(torch.rand(1, generator=g)) for _ in sizes]
+    return collate_examples(phonemes, codes, durations, rates)
+
+
+def sub_batch(batch: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Item i alone, without any padding."""
+    p, g = int(batch["phoneme_lengths"][i]), int(batch["code_lengths"][i])
+    return {
+        "phonemes": batch["phonemes"][i : i + 1, :p], "phoneme_lengths": batch["phoneme_lengths"][i : i + 1],
+        "codes": batch["codes"][i : i + 1, :g], "durations": batch["durations"][i : i + 1, :g],
+        "code_lengths": batch["code_lengths"][i : i + 1], "rate": batch["rate"][i : i + 1],
+    }
+
+
+def test_config_checks_and_presets():
+    with pytest.raises(ConfigError):
+        ARConfig(symbols=["a", "b"])  # no <pad> first
+    with pytest.raises(ConfigError):
+        tiny_config(fsq_levels=[4, 4])  # 16 codes != 64
+    with pytest.raises(ConfigError):
+        tiny_config(code_embedding="other")
+    demo = ARModel(ARConfig.demo(SYMBOLS))
+    assert 2e6 < demo.num_parameters() < 6e6  # small enough for the demo bundle
+    paper = ARConfig.paper(SYMBOLS)
+    layer = 4 * paper.hidden_size**2 + 3 * paper.hidden_size * paper.ffn_size
+    tables = 2 * paper.hidden_size * (paper.codebook_size + 1)
+    assert 2e8 < paper.num_layers * layer + tables < 1e9  # hundreds of millions
+
+
+def test_method_and_function_agree():
+    import inspect
+
+    from ar import generate
+
+    method = list(inspect.signature(ARModel.generate).parameters.values())[2:]
+    function = list(inspect.signature(generate).parameters.values())[2:]
+    assert [(p.name, p.default) for p in method] == [(p.name, p.default) for p in function]
+
+
+def test_layout_and_duration_alignment():
+    """Code targets are s_1..s_G, EOS from TASK..s_G; duration targets at s_j are d_j; inputs carry d_{j-1}."""
+    model = tiny_model()
+    batch = random_batch([(5, 4), (3, 6)])
+    out = model.teacher_forced_outputs(batch)
+    for i in range(2):
+        g = int(batch["code_lengths"][i])
+        codes = out["code_targets"][out["code_item"] == i]
+        assert codes[:-1].tolist() == batch["codes"][i, :g].tolist() and int(codes[-1]) == model.config.eos_id
+        assert (out["dur_targets"][out["dur_item"] == i] + 1).tolist() == batch["durations"][i, :g].tolist()
+    # The input at speech position j is e(s_j) + D(d_{j-1}), with D(start) first.
+    embeds, mask, positions = model.embed_sequence(
+        batch["phonemes"], batch["phoneme_lengths"], batch["codes"], batch["durations"], batch["code_lengths"], batch["rate"]
+    )
+    p, g = 5, 4
+    expected = model.code_embedding(batch["codes"][0, :g]) + model.duration_embedding(
+        torch.tensor([model.config.duration_start] + (batch["durations"][0, : g - 1] - 1).tolist())
+    )
+    assert torch.allclose(embeds[0, 3 + p : 3 + p + g], expected)
+    assert mask.sum(1).tolist() == [3 + 5 + 4, 3 + 3 + 6] and positions[1, -1] == mask.shape[1] - 1
+
+
+def test_duration_head_learns_the_duration_of_its_own_token():
+    """Data where d_j = s_j % 8 + 1: learnable only if the state at s_j (which sees s_j) predicts d_j. Then greedy
+    generation must keep the rule, so generation stores each duration with the right token."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    codes = [torch.randint(0, 64, (12,), generator=g).tolist() for _ in range(8)]
+    batch = collate_examples([[7 + i, 8, 9] for i in range(8)], codes, [[c % 8 + 1 for c in row] for row in codes], [10.0] * 8)
+    model = tiny_model()
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(120):
+        optimizer.zero_grad()
+        out = model.training_step(batch)
+        out["loss"].backward()
+        optimizer.step()
+    assert float(out["dur_acc"]) > 0.95
+    model.eval()
+    generated = model.generate([[7, 8, 9]] * 3, seed=[0, 1, 2], top_k=0, min_len_ratio=3.0, max_len_ratio=3.0)
+    for tokens, durations in generated.unbatch():
+        assert durations.tolist() == [c % 8 + 1 for c in tokens.tolist()]
+
+
+def test_training_step_lowers_the_loss():
+    model = tiny_model()
+    model.train()
+    batch = random_batch([(6, 10), (4, 7), (8, 12)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(model.training_step(batch)["loss"].detach())
+    for _ in range(40):
+        optimizer.zero_grad()
+        out = model.training_step(batch)
+        out["loss"].backward()
+        optimizer.step()
+    assert float(out["loss"].detach()) < 0.5 * first
+    assert set(out) == {"loss", "code_loss", "dur_loss", "code_acc", "dur_acc"}
+    # Every parameter takes part (DDP stalls on unused ones), with either code embedding and head.
+    for m in (model, tiny_model(code_embedding="table", head_rank=0)):
+        m.zero_grad()
+        m.training_step(batch)["loss"].backward()
+        assert [n for n, p in m.named_parameters() if p.grad is None] == []
+
+
+def test_padding_does_not_change_per_item_losses():
+    model = tiny_model()
+    batch = random_batch([(9, 3), (2, 11), (5, 5)])
+    together = model.item_losses(batch)
+    for i in range(3):
+        alone = model.item_losses(sub_batch(batch, i))
+        for key in together:
+            assert torch.allclose(together[key][i], alone[key][0], atol=1e-5), (key, i)
+    # The batch loss is the token-weighted mean of the items' losses.
+    tokens = batch["code_lengths"] + 1
+    weighted = (together["code_loss"] * tokens).sum() / tokens.sum()
+    assert torch.allclose(model.training_step(batch)["code_loss"], weighted, atol=1e-5)
+
+
+def test_save_and_load_give_the_same_model(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "ar")
+    loaded = ARModel.from_pretrained(tmp_path / "ar")
+    assert loaded.config == model.config and loaded.config.symbols == SYMBOLS
+    batch = random_batch([(4, 6), (7, 3)])
+    a, b = model.item_losses(batch), loaded.item_losses(batch)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = model.generate([6, 7, 8, 9], seed=3, max_new_tokens=8)
+    y = loaded.generate([6, 7, 8, 9], seed=3, max_new_tokens=8)
+    assert torch.equal(x.codes, y.codes) and torch.equal(x.durations, y.durations)
+
+
+def test_kv_cache_gives_exactly_the_tokens_of_full_recomputation():
+    model = tiny_model(torch.float64)
+    kwargs = dict(
+        prompt_codes=[[1, 2, 3, 60], None], prompt_durations=[[1, 4, 2, 8], None], prompt_phonemes=[[10, 11], None],
+        rate=[8.3, 6.25], top_k=0, temperature=1.0, duration_top_k=0, seed=5, max_new_tokens=20,
+    )
+    cached = model.generate([[6, 7, 8, 9, 10, 11, 12], [20, 21, 22]], use_cache=True, **kwargs)
+    full = model.generate([[6, 7, 8, 9, 10, 11, 12], [20, 21, 22]], use_cache=False, **kwargs)
+    assert torch.equal(cached.codes, full.codes) and torch.equal(cached.durations, full.durations)
+    assert cached.lengths.min() >= 1
+    # float32 with the default top-k 25 as well.
+    model32 = tiny_model(torch.float32)
+    a = model32.generate([6, 7, 8, 9, 10, 11, 12], seed=1, max_new_tokens=15, use_cache=True)
+    b = model32.generate([6, 7, 8, 9, 10, 11, 12], seed=1, max_new_tokens=15, use_cache=False)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.durations, b.durations)
+
+
+def test_seed_reproducibility_and_batch_independence():
+    model = tiny_model(torch.float64)
+    texts = [[6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19, 20, 21, 22, 23]]
+    prompts = dict(prompt_codes=[[5, 6], [7], None], prompt_durations=[[2, 3], [1], None], prompt_phonemes=[[30], None, None])
+    a = model.generate(texts, seed=11, top_k=0, **prompts)
+    b = model.generate(texts, seed=11, top_k=0, **prompts)
+    c = model.generate(texts, seed=12, top_k=0, **prompts)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.durations, b.durations)
+    assert not torch.equal(a.codes, c.codes)
+    # An int seed seeds every item alike: each item of the batch equals generating it alone.
+    for i, text in enumerate(texts):
+        alone = model.generate(
+            text, seed=11, top_k=0, prompt_codes=prompts["prompt_codes"][i], prompt_durations=prompts["prompt_durations"][i],
+            prompt_phonemes=prompts["prompt_phonemes"][i],
+        )
+        codes, durations = a.item(i)
+        assert torch.equal(alone.codes[0], codes) and torch.equal(alone.durations[0], durations)
+        assert bool(alone.ended_by_eos[0]) == bool(a.ended_by_eos[i])
+
+
+def test_greedy_generation_is_a_fixed_point_of_teacher_forcing():
+    """Greedy tokens fed back teacher-forced give the same argmaxes: generation builds the training layout."""
+    model = tiny_model(torch.float64, seed=3)
+    prompt_codes, prompt_durations, prompt_phonemes, text = [4, 9, 33], [2, 1, 5], [8, 9], [10, 11, 12, 13]
+    out = model.generate(text, prompt_codes=prompt_codes, prompt_durations=prompt_durations, prompt_phonemes=prompt_phonemes,
+                         rate=7.0, top_k=1, min_len_ratio=3.0, max_len_ratio=3.0)  # min = max: EOS never wins
+    codes, durations = out.item(0)
+    batch = collate_examples([model.join_text(prompt_phonemes, text)], [prompt_codes + codes.tolist()],
+                             [prompt_durations + durations.tolist()], [7.0])
+    batch["rate"] = batch["rate"].double()
+    forced = model.teacher_forced_outputs(batch)
+    eos = model.config.eos_id
+    predicted = forced["code_logits"][:, :eos].argmax(-1)  # EOS was masked while generating
+    assert predicted[len(prompt_codes) : len(prompt_codes) + len(codes)].tolist() == codes.tolist()
+    assert (forced["dur_logits"].argmax(-1) + 1)[len(prompt_codes) :].tolist() == durations.tolist()
+
+
+def _force_eos(model: ARModel, logit: float) -> None:
+    """Make EOS overwhelmingly likely (or unlikely) at every step."""
+    last = model.code_head.proj[-1]
+    with torch.no_grad():
+        last.bias[model.config.eos_id] = logit
+
+
+def test_eos_is_never_accepted_before_the_minimum_length():
+    model = tiny_model()
+    _force_eos(model, 1e4)
+    text = list(range(6, 26))  # 20 new phonemes; the prompt's do not count
+    out = model.generate([text, text[:7]], prompt_codes=[[1, 2, 3], None], prompt_durations=[[1, 1, 1], None],
+                         prompt_phonemes=[[6, 7, 8, 9, 10], None], min_len_ratio=0.5, seed=0)
+    assert out.lengths.tolist() == [10, max(1, math.floor(7 * 0.5))]
+    assert out.ended_by_eos.all()
+
+
+def test_generation_always_stops_at_the_maximum_length():
+    model = tiny_model()
+    _force_eos(model, -1e4)
+    out = model.generate([list(range(6, 16)), [6, 7, 8]], max_len_ratio=1.5, seed=0, top_k=0)
+    assert out.lengths.tolist() == [15, math.ceil(3 * 1.5)] and not out.ended_by_eos.any()
+    assert (out.durations[0] >= 1).all() and (out.durations[1, 5:] == 0).all() and (out.durations[1, :5] >= 1).all()
+    capped = model.generate(list(range(6, 16)), max_len_ratio=1.5, max_new_tokens=4, seed=0)
+    assert capped.lengths.tolist() == [4]
+
+
+def test_rate_conditions_the_model():
+    model = tiny_model()
+    batch = random_batch([(4, 5)])
+    slow = model.item_losses({**batch, "rate": torch.tensor([6.25])})["code_loss"]
+    fast = model.item_losses({**batch, "rate": torch.tensor([12.5])})["code_loss"]
+    assert not torch.allclose(slow, fast)
+
+
+def test_bad_inputs_are_one_line_errors():
+    model = tiny_model()
+    cases = [
+        (dict(phonemes=[]), TextError),
+        (dict(phonemes=[6, 7], top_p=0.0), ConfigError),
+        (dict(phonemes=[6, 7], temperature=-1.0), ConfigError),
+        (dict(phonemes=[6, 999]), TextError),
+        (dict(phonemes=[6, 7], prompt_codes=[1, 2], prompt_durations=[1]), ConfigError),
+        (dict(phonemes=[6, 7], prompt_codes=[1], prompt_durations=[9]), ConfigError),
+        (dict(phonemes=[6, 7], prompt_codes=[64], prompt_durations=[1]), ConfigError),
+        (dict(phonemes=[6, 7], rate=0.0), ConfigError),
+        (dict(phonemes=[[6, 7], [8]], rate=[1.0, 2.0, 3.0]), ConfigError),
+        (dict(phonemes=list(range(6, 30)) * 20), ConfigError),  # beyond max_positions
+    ]
+    for kwargs, error in cases:
+        with pytest.raises(error) as info:
+            model.generate(**kwargs)
+        assert isinstance(info.value, FlexiTTSError) and "\n" not in str(info.value)
+
+
+def test_padded_tensor_inputs_and_one_prompt_for_many_texts():
+    model = tiny_model(torch.float64)
+    texts = [[6, 7, 8, 9], [10, 11]]
+    lists = model.generate(texts, prompt_codes=[[0, 5], [3]], prompt_durations=[[2, 1], [4]], seed=2, top_k=0)
+    padded = model.generate(
+        torch.tensor([[6, 7, 8, 9], [10, 11, 0, 0]]), prompt_codes=torch.tensor([[0, 5], [3, 0]]),
+        prompt_durations=torch.tensor([[2, 1], [4, 0]]), seed=2, top_k=0,
+    )
+    assert torch.equal(lists.codes, padded.codes) and torch.equal(lists.lengths, padded.lengths)
+    # A single prompt serves every text of a batch (one voice, many sentences).
+    shared = model.generate(texts, prompt_codes=[1, 2, 3], prompt_durations=[1, 2, 3], prompt_phonemes=[12, 13], seed=2)
+    first = model.generate(texts[0], prompt_codes=[1, 2, 3], prompt_durations=[1, 2, 3], prompt_phonemes=[12, 13], seed=2)
+    assert torch.equal(shared.item(0)[0], first.item(0)[0])

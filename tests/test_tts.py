@@ -1,0 +1,168 @@
+"""`flexitts.TTS` and `flexitts synthesize` on a bundle of tiny random models that the test writes.
+
+Random weights say nothing about quality; these tests pin the pipeline's contract: lengths and rates
+agree with the generated durations, seeds reproduce, streaming equals one-shot synthesis, references
+are handled in any format, and bad input fails with one line and no output file.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from flexitts.errors import AudioError, CheckpointError, ConfigError, TextError
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+FSQ = [4, 4, 4]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from ar import ARModel
+    from codec.asr.ctc_model import CTCPhoneRecognizer, CTCRecognizerConfig
+    from flexitts.text import PhonemeTable
+    from nar import Voicebox
+    from nar.mel import MelConfig
+    from nar.vocoder import Vocoder
+    from tests.test_ar_model import tiny_config as ar_config
+    from tests.test_codec_model import tiny_codec
+    from tests.test_nar import tiny_config as nar_config
+    from tests.test_vocoder import tiny_config as vocoder_config
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("bundle")
+    symbols = list(PhonemeTable.default().symbols)
+    torch.manual_seed(0)
+    asr = CTCPhoneRecognizer(CTCRecognizerConfig(symbols=symbols, dim=32, num_layers=1, num_heads=2, ffn_dim=64, dropout=0.0))
+    asr.save_pretrained(root / "asr")
+    codec = tiny_codec(fsq_levels=FSQ)
+    codec.save_pretrained(root / "codec")
+    ar = ARModel(ar_config(symbols=symbols, codebook_size=64, fsq_levels=FSQ))
+    ar.save_pretrained(root / "ar")
+    mel = MelConfig(n_mels=20)
+    Voicebox(nar_config(mel=mel, codebook_size=64, fsq_levels=FSQ)).save_pretrained(root / "nar")
+    Vocoder(vocoder_config(mel=mel)).save_pretrained(root / "vocoder")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tts(bundle):
+    from flexitts import TTS
+
+    return TTS.from_pretrained(bundle, device="cpu")
+
+
+REF_TEXT = "Chapter one, the beginning."
+
+
+def test_lengths_rates_and_info(tts, real_speech_16k):
+    wav, rate, info = tts.synthesize("Hello world, this is a test.", real_speech_16k, ref_text=REF_TEXT,
+                                     merging_threshold=0.9, seed=3, steps=2)
+    assert rate == 16000 and wav.dtype == np.float32 and np.isfinite(wav).all()
+    assert len(info.chunks) == 1 and len(wav) == int(info.durations.sum()) * 1280
+    assert len(info.codes) == len(info.durations) and info.durations.min() >= 1
+    assert info.frame_rate == pytest.approx(len(info.codes) * 12.5 / info.durations.sum())
+    assert info.reference_phonemes_from == "text" and "h" in "".join(info.phonemes)
+    assert set(info.timings) >= {"reference", "text", "ar", "nar", "vocoder", "total"} and info.rtf > 0
+
+
+def test_seed_reproduces_and_stream_equals_one_shot(tts, real_speech_16k):
+    text = "First sentence here. And then a second one follows. A third closes it."
+    options = dict(ref_text=REF_TEXT, seed=7, steps=2, chunk_seconds=1.5)
+    a, _, info = tts.synthesize(text, real_speech_16k, **options)
+    b, _, _ = tts.synthesize(text, real_speech_16k, **options)
+    assert len(info.chunks) >= 2 and np.array_equal(a, b)
+    pieces = list(tts.synthesize_stream(text, real_speech_16k, **options))
+    assert pieces[-1][1] is not None and all(p[1] is None for p in pieces[:-1])
+    assert len(pieces) == len(info.chunks) + 1
+    np.testing.assert_allclose(np.concatenate([p[0] for p in pieces]), a, atol=1e-4)
+    c, _, _ = tts.synthesize(text, real_speech_16k, **{**options, "seed": 8})
+    assert not np.array_equal(a[: min(len(a), len(c))], c[: min(len(a), len(c))])
+
+
+def test_reference_any_format_and_asr_path(tts, real_speech_16k, tmp_path):
+    speech, rate = sf.read(real_speech_16k, dtype="float32")
+    stereo_44k = tmp_path / "ref.flac"
+    import torchaudio
+
+    resampled = torchaudio.functional.resample(torch.from_numpy(speech), rate, 44100).numpy()
+    sf.write(stereo_44k, np.stack([resampled, resampled * 0.5], axis=1), 44100)
+    _, _, info = tts.synthesize("Say this.", stereo_44k, seed=0, steps=1)
+    assert info.reference_phonemes_from == "asr" and info.reference_phonemes
+    _, _, info = tts.synthesize("Say this.", speech, ref_sample_rate=rate, ref_text=REF_TEXT, seed=0, steps=1,
+                                max_reference_seconds=1.0)
+    # A clipped reference no longer matches its transcript: the recogniser supplies the phonemes.
+    assert info.reference_clipped and info.reference_seconds <= 1.0 and info.reference_phonemes_from == "asr"
+
+
+def test_speed_and_frame_rate(tts, real_speech_16k):
+    _, _, info = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1)
+    fast, _, fast_info = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1, speed=2.0)
+    assert np.array_equal(fast_info.durations, info.durations)  # speed acts after the AR
+    assert len(fast) < 0.65 * int(info.durations.sum()) * 1280
+    with pytest.raises(ConfigError):
+        tts.synthesize("Hi there.", real_speech_16k, merging_threshold=0.9, frame_rate=8.0)
+
+
+def test_bad_input(tts, real_speech_16k, tmp_path):
+    with pytest.raises(AudioError):
+        tts.synthesize("Hello.", tmp_path / "missing.wav")
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(AudioError, match="silent"):
+        tts.synthesize("Hello.", tmp_path / "silent.wav")
+    for text in ("", "   ", "\U0001F600\U0001F389"):
+        with pytest.raises(TextError):
+            tts.synthesize(text, real_speech_16k, ref_text=REF_TEXT)
+    with pytest.raises(CheckpointError):
+        from flexitts import TTS
+
+        TTS.from_pretrained(tmp_path / "no-such-bundle")
+
+
+def test_cli_writes_speech_and_fails_cleanly(bundle, real_speech_16k, tmp_path, capsys):
+    from flexitts.cli.main import main
+
+    out = tmp_path / "out.wav"
+    assert main(["synthesize", "--text", "Hello there.", "--ref", str(real_speech_16k), "--ref-text", REF_TEXT,
+                 "--out", str(out), "--checkpoint", str(bundle), "--seed", "0", "--steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    data, rate = sf.read(out)
+    assert rate == 16000 and len(data) > 1280 and "tokens/s" in printed and str(out) in printed
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF....not audio")
+    cases = [
+        ["--text", "Hello.", "--ref", str(tmp_path / "missing.wav")],
+        ["--text", "Hello.", "--ref", str(tmp_path / "corrupt.wav")],
+        ["--text", "", "--ref", str(real_speech_16k)],
+        ["--text", "\U0001F600", "--ref", str(real_speech_16k)],
+    ]
+    for k, case in enumerate(cases):
+        target = tmp_path / f"bad{k}.wav"
+        assert main(["synthesize", *case, "--out", str(target), "--checkpoint", str(bundle)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("flexitts: error:") and not target.exists()
+    assert main(["synthesize", "--text", "Hi.", "--ref", str(real_speech_16k), "--out", str(tmp_path / "no" / "x.wav"),
+                 "--checkpoint", str(bundle)]) == 2
+    assert main(["synthesize", "--text", "Hi.", "--ref", str(real_speech_16k), "--out", str(tmp_path / "y.wav"),
+                 "--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert not (tmp_path / "no").exists() and not (tmp_path / "y.wav").exists()
+
+
+def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
+    from flexitts.data.manifest import Utterance, write_manifest
+    from flexitts.evaluation.tts_eval import evaluate_tts, pick_references, render_tts_markdown
+
+    speech, rate = sf.read(real_speech_16k, dtype="float32")
+    rows = []
+    for i, (speaker, text) in enumerate([("a", "One two three four."), ("a", "Five six seven eight."), ("b", "Nine ten."), ("b", "Eleven twelve.")]):
+        sf.write(tmp_path / f"{i}.wav", speech[i * 3000 : i * 3000 + 24000], rate)
+        rows.append(Utterance(f"{i}.wav", text, speaker, 1.5))
+    write_manifest(tmp_path / "m.jsonl", rows)
+    refs = pick_references(rows, rows)
+    assert [r.audio for r in refs] == ["1.wav", "0.wav", "3.wav", "2.wav"]
+    result = evaluate_tts(tts, tmp_path / "m.jsonl", limit=2, options={"steps": 1})
+    assert result["utterances"] == 2 and result["original_wer"] >= 0 and result["wer"] >= 0
+    assert -1 <= result["similarity"] <= 1 and result["original_similarity"] > result["similarity"]
+    assert result["tokens_per_second"] > 0 and "| WER |" in render_tts_markdown(result)

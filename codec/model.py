@@ -283,6 +283,14 @@ class FlexiCodec(nn.Module, PretrainedMixin):
             `CodecTokens` (`semantic_codes [B, G]`, `acoustic_codes [B, Q-1, G]` or None, `token_lengths [B, G]`,
             `num_tokens [B]`, `num_samples [B]` at 16 kHz).
         """
+        return self.encode_settings(wav, [(merging_threshold, frame_rate)], sample_rate, num_quantizers, scheduler,
+                                    wav_lengths)[0]
+
+    def encode_settings(self, wav: Any, settings: list[tuple[float | torch.Tensor | None, float | None]],
+                        sample_rate: int | None = None, num_quantizers: int | None = None,
+                        scheduler: str = "threshold", wav_lengths: Any = None) -> list[CodecTokens]:
+        """`encode` under several (merging_threshold, frame_rate) settings, analysing the audio once: one
+        `CodecTokens` per setting (what `encode` gives for it)."""
         num_acoustic = self._num_acoustic(num_quantizers)
         if scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be one of {SCHEDULERS}, not '{scheduler}'")
@@ -290,15 +298,18 @@ class FlexiCodec(nn.Module, PretrainedMixin):
         param = next(self.parameters())
         x, lengths = x.to(param.device, param.dtype), lengths.to(param.device)
         features, latents, frames = self.analyse(x, lengths)
-        seg = self.schedule(features, frames, scheduler, merging_threshold, frame_rate, wav=x, wav_lengths=lengths)
-        q = self.quantize(features, latents, seg, num_acoustic)
-        return CodecTokens(
-            semantic_codes=q.semantic_codes,
-            acoustic_codes=q.acoustic_codes if num_acoustic > 0 else None,
-            token_lengths=seg,
-            num_tokens=(seg > 0).sum(dim=1),
-            num_samples=lengths,
-        )
+        results = []
+        for merging_threshold, frame_rate in settings:
+            seg = self.schedule(features, frames, scheduler, merging_threshold, frame_rate, wav=x, wav_lengths=lengths)
+            q = self.quantize(features, latents, seg, num_acoustic)
+            results.append(CodecTokens(
+                semantic_codes=q.semantic_codes,
+                acoustic_codes=q.acoustic_codes if num_acoustic > 0 else None,
+                token_lengths=seg,
+                num_tokens=(seg > 0).sum(dim=1),
+                num_samples=lengths,
+            ))
+        return results
 
     def latent_from_codes(self, tokens: CodecTokens) -> torch.Tensor:
         """Merged decoder input `[B, G, latent]`: decoded semantic embedding + the acoustic codebooks' sum."""

@@ -3,7 +3,7 @@
     corpus  flexitts corpus synth --out corpus/demo --hours 3                       (~1 min)
     asr     flexitts train asr --config configs/asr_demo.yaml                       (budget 50 min)
     codec   flexitts train codec --config configs/codec_demo.yaml                   (budget 60 min)
-    tokens  flexitts data tokens --manifest corpus/demo/train.jsonl ...             (~5 min)
+    tokens  flexitts data tokens --manifest corpus/demo/{train,valid}.jsonl ...     (~5 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 40 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
@@ -111,8 +111,10 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
                 from flexitts.data.token_cache import build_token_cache
 
                 codec = FlexiCodec.from_pretrained(ROOT / MODELS["codec"] / "model")
-                cache = build_token_cache(ROOT / CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
-                detail = f"{len(cache)} utterances"
+                with torch.no_grad():
+                    valid = build_token_cache(ROOT / CORPUS / "valid.jsonl", ROOT / f"{TOKENS}_valid", codec, TOKEN_SETTINGS)
+                    cache = build_token_cache(ROOT / CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
+                detail = f"{len(cache)} training and {len(valid)} validation utterances"
         elif stage == "export":
             detail = str(export_bundle(bundle or demo_bundle_dir(), log))
         else:

@@ -195,9 +195,9 @@ def build_token_cache(
             for j, n in enumerate(numbers)
         ]
         with torch.no_grad():
-            for setting in parsed:
-                tokens = codec.encode(wav, 16000, num_quantizers=1, merging_threshold=setting.threshold,
-                                      frame_rate=setting.frame_rate, wav_lengths=wav_lengths)
+            encoded = codec.encode_settings(wav, [(s.threshold, s.frame_rate) for s in parsed], 16000, num_quantizers=1,
+                                            wav_lengths=wav_lengths)
+            for setting, tokens in zip(parsed, encoded):
                 for j, item in enumerate(per_item):
                     g = int(tokens.num_tokens[j])
                     item.codes[setting.name] = tokens.semantic_codes[j, :g].cpu().numpy()

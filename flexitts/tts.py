@@ -115,9 +115,17 @@ class TTS:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path_or_uri: str | os.PathLike | None = None, device: str | torch.device | None = None) -> "TTS":
+    def from_pretrained(cls, path_or_uri: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                        **models: str | os.PathLike | None) -> "TTS":
         """Load the five models from a folder (or hf:// / https:// URI of one) holding `codec/`, `ar/`, `nar/`,
-        `vocoder/` and optionally `asr/`; None loads the demo bundle shipped in the package."""
+        `vocoder/` and optionally `asr/`; None loads the demo bundle shipped in the package.
+
+        Keyword arguments named after a model (`ar=`, `nar=`, `vocoder=`, `codec=`, `asr=`) load that one from
+        its own folder or URI instead, e.g. a fine-tuned AR model: `TTS.from_pretrained(ar="runs/ar_finetune/model")`.
+        """
+        unknown = sorted(set(models) - set(MODEL_FOLDERS) - {"asr"})
+        if unknown:
+            raise ConfigError(f"unknown model name(s) {unknown}: choose from {', '.join(MODEL_FOLDERS)}, asr")
         from ar import ARModel
         from codec import FlexiCodec
         from codec.asr.ctc_model import CTCPhoneRecognizer
@@ -126,14 +134,20 @@ class TTS:
         from nar import Voicebox
         from nar.vocoder import Vocoder
 
-        root = demo_bundle_dir() if path_or_uri is None else resolve_checkpoint(path_or_uri, what="TTS bundle")
-        missing = [name for name in MODEL_FOLDERS if not (Path(root) / name / "config.json").is_file()]
+        root = Path(demo_bundle_dir() if path_or_uri is None else resolve_checkpoint(path_or_uri, what="TTS bundle"))
+        missing = [name for name in MODEL_FOLDERS if models.get(name) is None and not (root / name / "config.json").is_file()]
         if missing:
             hint = "run `make bundle` to rebuild the demo bundle" if path_or_uri is None else "give a folder holding codec/, ar/, nar/ and vocoder/"
             raise CheckpointError(f"'{root}' lacks the model folder(s) {missing}: {hint}")
-        asr = CTCPhoneRecognizer.from_pretrained(Path(root) / "asr") if (Path(root) / "asr" / "config.json").is_file() else None
-        return cls(FlexiCodec.from_pretrained(Path(root) / "codec"), ARModel.from_pretrained(Path(root) / "ar"),
-                   Voicebox.from_pretrained(Path(root) / "nar"), Vocoder.from_pretrained(Path(root) / "vocoder"),
+
+        def source(name: str) -> str | os.PathLike:
+            return models[name] if models.get(name) is not None else root / name  # type: ignore[return-value]
+
+        asr = None
+        if models.get("asr") is not None or (root / "asr" / "config.json").is_file():
+            asr = CTCPhoneRecognizer.from_pretrained(source("asr"))
+        return cls(FlexiCodec.from_pretrained(source("codec")), ARModel.from_pretrained(source("ar")),
+                   Voicebox.from_pretrained(source("nar")), Vocoder.from_pretrained(source("vocoder")),
                    asr=asr, device=device)
 
     # ------------------------------------------------------------------ reference

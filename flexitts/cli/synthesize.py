@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor (2: twice as fast)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
+    parser.add_argument("--ar", default=None, help="AR model folder or URI replacing the bundle's (e.g. a fine-tuned one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     parser.set_defaults(func=run)
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flexitts.tts import TTS
 
-    tts = TTS.from_pretrained(args.checkpoint, device=args.device)
+    tts = TTS.from_pretrained(args.checkpoint, device=args.device, ar=args.ar)
     wav, rate, info = tts.synthesize(
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,

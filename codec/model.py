@@ -36,8 +36,8 @@ from codec.dynamic import (dp_segments, entropy_ratios_for_rate, entropy_segment
 from codec.encoder import AcousticEncoder
 from codec.framing import BASE_FRAME_RATE, SAMPLE_RATE, length_mask
 from codec.inputs import prepare_waveforms
-from codec.losses import (CodecDiscriminator, MultiScaleMelLoss, discriminator_loss, feature_matching_loss,
-                          generator_adversarial_loss)
+from codec.gan import WaveformGANMixin
+from codec.losses import MultiScaleMelLoss
 from codec.melt import melt_long_share, random_segments
 from codec.quantizers import FSQ, ResidualVQ
 from codec.tokens import CodecTokens
@@ -65,7 +65,7 @@ def _mask_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * w).sum() / (w.sum() * values.shape[-1]).clamp(min=1.0)
 
 
-class FlexiCodec(nn.Module, PretrainedMixin):
+class FlexiCodec(nn.Module, PretrainedMixin, WaveformGANMixin):
     """Dynamic-rate dual-stream codec: `encode(wav) -> CodecTokens`, `decode(tokens) -> wav`."""
 
     config_class = FlexiCodecConfig
@@ -99,7 +99,7 @@ class FlexiCodec(nn.Module, PretrainedMixin):
         self.mel_loss = MultiScaleMelLoss(SAMPLE_RATE, c.mel_windows, c.mel_bins)  # no weights, no checkpoint entries
         # Kept out of the module tree (and so out of state_dict): not this model's weights.
         self.__dict__["_asr"] = None
-        self.__dict__["_discriminator"] = None
+        self._init_gan()
         self.__dict__["_checkpoint_dir"] = None
         self._train_calls = 0
         if asr_extractor is not None:
@@ -114,9 +114,7 @@ class FlexiCodec(nn.Module, PretrainedMixin):
         # `.to()`, `.cuda()`, `.half()` also apply to the attached discriminator. The ASR extractor only follows
         # the device (in `asr_extractor`): it stays in float32, as FlexiCodec keeps its ASR out of half precision.
         super()._apply(fn, recurse)
-        disc = self.__dict__.get("_discriminator")
-        if isinstance(disc, nn.Module):
-            disc._apply(fn, recurse)
+        self._apply_to_discriminator(fn, recurse)
         return self
 
     def set_asr_extractor(self, extractor: nn.Module) -> None:
@@ -443,49 +441,12 @@ class FlexiCodec(nn.Module, PretrainedMixin):
         out = {"mel": mel.detach(), "commit": q.commitment.detach(), "codebook": q.codebook.detach(),
                "align": align.detach(),
                "frame_rate": (mask.sum() * BASE_FRAME_RATE / frames.sum().clamp(min=1)).detach().float()}
-        disc = self.__dict__["_discriminator"]
-        gan_active = c.use_gan and disc is not None and step >= c.gan_start_step
+        gan_active = self.gan_active(step)
         if gan_active:
-            disc.requires_grad_(False)  # the generator's loss must not leave gradients on the discriminator
-            try:
-                fake_logits, fake_maps = disc(y_hat)
-                with torch.no_grad():
-                    _, real_maps = disc(target)
-            finally:
-                disc.requires_grad_(True)
-            adv = generator_adversarial_loss(fake_logits)
-            fm = feature_matching_loss(real_maps, fake_maps)
-            loss = loss + c.lambda_adv * adv + c.lambda_fm * fm
-            out.update(adv=adv.detach(), fm=fm.detach())
+            adversarial, parts = self.adversarial_losses(y_hat, target)
+            loss = loss + adversarial
+            out.update(parts)
         out = {"loss": loss, **out}
         if return_audio or gan_active:  # the discriminator's step needs what the generator made
             out["audio"] = y_hat
         return out
-
-    # ------------------------------------------------------------------ GAN
-    def build_discriminator(self) -> CodecDiscriminator:
-        """Create (or return) the discriminator used when `config.use_gan`; it is not part of the codec's
-        weights: train it with its own optimiser and save its `state_dict` with the training state."""
-        if self.__dict__["_discriminator"] is None:
-            c = self.config
-            disc = CodecDiscriminator(c.disc_periods, c.disc_period_channels, c.disc_fft_sizes, c.disc_resolution_channels)
-            self.__dict__["_discriminator"] = disc.to(self.device)
-        return self.__dict__["_discriminator"]
-
-    @property
-    def discriminator(self) -> CodecDiscriminator | None:
-        return self.__dict__["_discriminator"]
-
-    def discriminator_step(self, batch: dict[str, torch.Tensor], generated: torch.Tensor) -> dict[str, torch.Tensor]:
-        """LSGAN discriminator loss on the batch's real audio and `generated` (`[B, S']`, detached here)."""
-        disc = self.build_discriminator()
-        wav = batch["wav"].to(generated.device, generated.dtype)
-        lengths = batch.get("wav_lengths")
-        if lengths is not None:
-            wav = wav * length_mask(lengths.to(wav.device), wav.shape[1]).to(wav.dtype)
-        steps = generated.shape[1]
-        real = F.pad(wav, (0, max(0, steps - wav.shape[1])))[:, :steps]
-        real_logits, _ = disc(real)
-        fake_logits, _ = disc(generated.detach())
-        loss = discriminator_loss(real_logits, fake_logits)
-        return {"loss": loss, "disc": loss.detach()}

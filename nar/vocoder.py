@@ -28,8 +28,8 @@ from torch import nn
 from codec.common.errors import CheckpointError, ConfigError
 from codec.common.pretrained import PretrainedMixin
 from codec.framing import length_mask
-from codec.losses import (CodecDiscriminator, MultiScaleMelLoss, discriminator_loss, feature_matching_loss,
-                          generator_adversarial_loss)
+from codec.gan import WaveformGANMixin
+from codec.losses import MultiScaleMelLoss
 from nar.mel import MelConfig, MelSpectrogram
 
 
@@ -103,7 +103,7 @@ def masked_istft(spec: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int,
     return overlap_add(frames) / envelope.clamp(min=1e-8)
 
 
-class Vocoder(nn.Module, PretrainedMixin):
+class Vocoder(nn.Module, PretrainedMixin, WaveformGANMixin):
     """Normalised log mel `[B, F, M]` (as `MelSpectrogram(config.mel)` gives) -> waveform `[B, F * hop]`."""
 
     config_class = VocoderConfig
@@ -124,7 +124,7 @@ class Vocoder(nn.Module, PretrainedMixin):
         self.head = ISTFTHead(dim=c.dim, n_fft=c.n_fft, hop_length=self.hop, padding="same")
         self.mel_loss = MultiScaleMelLoss(self.sample_rate, c.mel_windows, c.mel_bins)  # no weights
         # Kept out of the module tree (and so out of state_dict): not this model's weights.
-        self.__dict__["_discriminator"] = None
+        self._init_gan()
         self._train_calls = 0
 
     @property
@@ -134,9 +134,7 @@ class Vocoder(nn.Module, PretrainedMixin):
     def _apply(self, fn: Any, recurse: bool = True) -> "Vocoder":  # type: ignore[override]
         # `.to()`, `.cuda()`, `.half()` also apply to the attached discriminator.
         super()._apply(fn, recurse)
-        disc = self.__dict__.get("_discriminator")
-        if isinstance(disc, nn.Module):
-            disc._apply(fn, recurse)
+        self._apply_to_discriminator(fn, recurse)
         return self
 
     # ------------------------------------------------------------------ inference
@@ -244,51 +242,15 @@ class Vocoder(nn.Module, PretrainedMixin):
         mel_l1 = self.mel_loss(y_hat, target, lengths)
         loss = c.lambda_mel * mel_l1
         out = {"mel": mel_l1.detach()}
-        disc = self.__dict__["_discriminator"]
-        gan_active = c.use_gan and disc is not None and step >= c.gan_start_step
+        gan_active = self.gan_active(step)
         if gan_active:
-            disc.requires_grad_(False)  # the generator's loss must not leave gradients on the discriminator
-            try:
-                fake_logits, fake_maps = disc(y_hat)
-                with torch.no_grad():
-                    _, real_maps = disc(target)
-            finally:
-                disc.requires_grad_(True)
-            adv = generator_adversarial_loss(fake_logits)
-            fm = feature_matching_loss(real_maps, fake_maps)
-            loss = loss + c.lambda_adv * adv + c.lambda_fm * fm
-            out.update(adv=adv.detach(), fm=fm.detach())
+            adversarial, parts = self.adversarial_losses(y_hat, target)
+            loss = loss + adversarial
+            out.update(parts)
         out = {"loss": loss, **out}
         if return_audio or gan_active:  # the discriminator's step needs what the generator made
             out["audio"] = y_hat
         return out
-
-    def build_discriminator(self) -> CodecDiscriminator:
-        """Create (or return) the discriminator used when `config.use_gan`; it is not part of the vocoder's
-        weights: train it with its own optimiser and save its `state_dict` with the training state."""
-        if self.__dict__["_discriminator"] is None:
-            c = self.config
-            disc = CodecDiscriminator(c.disc_periods, c.disc_period_channels, c.disc_fft_sizes, c.disc_resolution_channels)
-            self.__dict__["_discriminator"] = disc.to(self.device)
-        return self.__dict__["_discriminator"]
-
-    @property
-    def discriminator(self) -> CodecDiscriminator | None:
-        return self.__dict__["_discriminator"]
-
-    def discriminator_step(self, batch: dict[str, Any], generated: torch.Tensor) -> dict[str, torch.Tensor]:
-        """LSGAN discriminator loss on the batch's real audio and `generated` (`[B, S']`, detached here)."""
-        disc = self.build_discriminator()
-        wav = batch["wav"].to(generated.device, generated.dtype)
-        lengths = batch.get("wav_lengths")
-        if lengths is not None:
-            wav = wav * length_mask(lengths.to(wav.device), wav.shape[1]).to(wav.dtype)
-        steps = generated.shape[1]
-        real = F.pad(wav, (0, max(0, steps - wav.shape[1])))[:, :steps]
-        real_logits, _ = disc(real)
-        fake_logits, _ = disc(generated.detach())
-        loss = discriminator_loss(real_logits, fake_logits)
-        return {"loss": loss, "disc": loss.detach()}
 
 
 def vocos_config(config_file: str | os.PathLike, **overrides: Any) -> VocoderConfig:

@@ -10,6 +10,17 @@ import soundfile as sf
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests use tiny models: on one thread they run far faster (and do not fight a busy CPU)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def real_speech_16k() -> Path:
     """A 2.7 s LibriSpeech utterance at 16 kHz (flac)."""

@@ -13,14 +13,6 @@ from codec.common.errors import ConfigError, FlexiTTSError, TextError
 SYMBOLS = ["<pad>", "<unk>", "<sos>", "<eos>", "<task>", "<sep>"] + [f"p{i}" for i in range(30)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread (and do not fight a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_config(**overrides) -> ARConfig:
     sizes = dict(

@@ -29,13 +29,6 @@ TINY_MODEL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def write_cache(root: Path, count: int = 12, seed: int = 0) -> Path:
     """A token cache without a codec: 3 speakers, settings t1 (12.5 Hz) and r6.25 (random merges of 1..4)."""

@@ -21,14 +21,6 @@ SPEECH_16K = Path(__file__).parent / "data" / "1089-134686-0030.flac"
 SPEECH_24K = Path(__file__).parent / "data" / "7176_92135_000004_000000.wav"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared CPU: extra threads only add contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> FlexiCodecConfig:
     values = dict(

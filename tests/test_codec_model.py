@@ -18,14 +18,6 @@ from codec.quantizers import FSQ, ResidualVQ
 SPEECH = "tests/data/1089-134686-0030.flac"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared CPU: extra threads only add contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> FlexiCodecConfig:
     values = dict(

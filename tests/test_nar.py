@@ -15,14 +15,6 @@ from nar.model import Voicebox
 from nar.sampling import concat_padded, slice_padded, time_grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a CPU shared with other jobs: one thread avoids synchronisation stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> VoiceboxConfig:
     values = dict(mel=MelConfig(n_mels=20), dim=32, num_layers=3, num_heads=2, time_embed_dim=32,

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 def codec():
     from tests.test_codec_model import tiny_codec
 
-    torch.set_num_threads(1)
     return tiny_codec()
 
 

@@ -16,36 +16,13 @@ import torch
 from flexitts.errors import AudioError, CheckpointError, ConfigError, TextError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-FSQ = [4, 4, 4]
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from ar import ARModel
-    from codec.asr.ctc_model import CTCPhoneRecognizer, CTCRecognizerConfig
-    from flexitts.text import PhonemeTable
-    from nar import Voicebox
-    from nar.mel import MelConfig
-    from nar.vocoder import Vocoder
-    from tests.test_ar_model import tiny_config as ar_config
-    from tests.test_codec_model import tiny_codec
-    from tests.test_nar import tiny_config as nar_config
-    from tests.test_vocoder import tiny_config as vocoder_config
+    from tests.tiny_bundle import build_tiny_bundle
 
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("bundle")
-    symbols = list(PhonemeTable.default().symbols)
-    torch.manual_seed(0)
-    asr = CTCPhoneRecognizer(CTCRecognizerConfig(symbols=symbols, dim=32, num_layers=1, num_heads=2, ffn_dim=64, dropout=0.0))
-    asr.save_pretrained(root / "asr")
-    codec = tiny_codec(fsq_levels=FSQ)
-    codec.save_pretrained(root / "codec")
-    ar = ARModel(ar_config(symbols=symbols, codebook_size=64, fsq_levels=FSQ))
-    ar.save_pretrained(root / "ar")
-    mel = MelConfig(n_mels=20)
-    Voicebox(nar_config(mel=mel, codebook_size=64, fsq_levels=FSQ)).save_pretrained(root / "nar")
-    Vocoder(vocoder_config(mel=mel)).save_pretrained(root / "vocoder")
-    return root
+    return build_tiny_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,6 @@ from nar.mel import MelConfig
 from nar.vocoder import Vocoder, VocoderConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a CPU shared with other jobs: one thread avoids synchronisation stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> VocoderConfig:
     values = dict(mel=MelConfig(n_mels=20), dim=32, intermediate_dim=64, num_layers=2, mel_windows=[256, 1024],

@@ -10,7 +10,6 @@ Register in `flexitts/cli/bench.py` with `bench_ar.add_parser(components)`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence

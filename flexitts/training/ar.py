@@ -236,9 +236,7 @@ def train_ar(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the AR model; returns the result and the final metrics."""
-    unknown = sorted(set(run.data) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown data key(s) {unknown} for ar; allowed: {sorted(DATA_KEYS)}")
+    run.check_data_keys(DATA_KEYS, "ar")
     train_path = Path(data) if data else run.resolve(run.data.get("train", ""))
     if not run.data.get("train") and not data:
         raise ConfigError("no training data: pass --data DIR (a token cache) or set data.train in the config")

@@ -62,9 +62,7 @@ def train_asr(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the recogniser; returns the result and the final PER."""
-    unknown = sorted(set(run.data) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown data key(s) {unknown} for asr; allowed: {sorted(DATA_KEYS)}")
+    run.check_data_keys(DATA_KEYS, "asr")
     table = PhonemeTable.default()
     train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
     if not str(train_manifest) or not train_manifest.is_file():

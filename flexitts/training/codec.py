@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from codec.common.pretrained import config_from_dict
 from codec.config import FlexiCodecConfig
 from codec.model import FlexiCodec
 from flexitts.errors import ConfigError
@@ -49,9 +48,7 @@ def train_codec(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the codec; returns the result and final metrics."""
-    unknown = sorted(set(run.data) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown data key(s) {unknown} for codec; allowed: {sorted(DATA_KEYS)}")
+    run.check_data_keys(DATA_KEYS, "codec")
     train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
     if not str(train_manifest) or not train_manifest.is_file():
         raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")
@@ -62,7 +59,7 @@ def train_codec(
         valid_set = AudioCropDataset(run.resolve(run.data["valid"]), crop, max_items=int(run.data.get("valid_limit", 32)))
 
     seed_everything(run.training.seed)
-    config = config_from_dict(FlexiCodecConfig, dict(run.model), "model section")
+    config = run.model_config(FlexiCodecConfig)
     model = FlexiCodec(config)
     init_state = FlexiCodec.from_pretrained(init).state_dict() if init else None
     discriminator = model.build_discriminator() if config.use_gan else None

@@ -9,6 +9,7 @@ Unknown keys are errors: a typo must not silently train the wrong model.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,24 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/model"
     source: Path | None = None
+
+    def check_data_keys(self, allowed: set[str], model: str) -> None:
+        """`ConfigError` naming any key of the data section that `model`'s training does not know."""
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown data key(s) {unknown} for {model}; allowed: {sorted(allowed)}")
+
+    def model_config(self, config_class: type) -> Any:
+        """The model section as `config_class`, starting from its `preset` (`demo` by default, or `paper`);
+        a nested `mel` mapping is merged onto the preset's."""
+        section = dict(self.model)
+        preset = section.pop("preset", "demo")
+        if preset not in ("demo", "paper"):
+            raise ConfigError(f"model.preset must be demo or paper, not '{preset}'")
+        base = dataclasses.asdict(getattr(config_class, preset)())
+        if isinstance(section.get("mel"), dict):
+            section["mel"] = {**base["mel"], **section["mel"]}
+        return config_from_dict(config_class, {**base, **section}, "model section")
 
     def resolve(self, value: str | os.PathLike) -> Path:
         """A path from the config, relative to the config file's folder (or as given when absolute)."""

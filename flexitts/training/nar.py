@@ -23,7 +23,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from codec.common.pretrained import config_from_dict
 from flexitts.data.token_cache import TokenCache
 from flexitts.errors import ConfigError, DataError
 from flexitts.training.config import RunConfig
@@ -34,7 +33,6 @@ from nar.mel import MelConfig
 from nar.model import Voicebox
 
 DATA_KEYS = {"train", "valid", "settings", "max_seconds", "max_items", "valid_limit"}
-PRESETS = ("demo", "paper")
 
 
 class NARDataset:
@@ -137,14 +135,7 @@ def validation_loss(model: Voicebox, dataset: NARDataset, max_units: int, seed: 
 
 def build_nar_config(run: RunConfig) -> VoiceboxConfig:
     """The `VoiceboxConfig` of the model section (`preset` picks the starting sizes)."""
-    section = dict(run.model)
-    preset = section.pop("preset", "demo")
-    if preset not in PRESETS:
-        raise ConfigError(f"model.preset must be one of {PRESETS}, not '{preset}'")
-    base = (VoiceboxConfig.paper() if preset == "paper" else VoiceboxConfig.demo()).to_dict()
-    if isinstance(section.get("mel"), dict):
-        section["mel"] = {**base["mel"], **section["mel"]}
-    return config_from_dict(VoiceboxConfig, {**base, **section}, "model section")
+    return run.model_config(VoiceboxConfig)
 
 
 def train_nar(
@@ -156,9 +147,7 @@ def train_nar(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the NAR; returns the result and the final validation loss."""
-    unknown = sorted(set(run.data) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown data key(s) {unknown} for nar; allowed: {sorted(DATA_KEYS)}")
+    run.check_data_keys(DATA_KEYS, "nar")
     source = data or run.data.get("train")
     if not source:
         raise ConfigError("no token cache: pass --data or set data.train in the config (build it with `flexitts data tokens`)")

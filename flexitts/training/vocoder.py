@@ -13,13 +13,11 @@ Model section: `VocoderConfig` fields (`mel` as a mapping of `MelConfig` fields)
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from codec.common.pretrained import config_from_dict
 from flexitts.errors import ConfigError
 from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms
 from flexitts.training.config import RunConfig
@@ -28,7 +26,6 @@ from flexitts.training.sampler import BucketBatchSampler
 from nar.vocoder import Vocoder, VocoderConfig
 
 DATA_KEYS = {"train", "valid", "crop_seconds", "max_items", "valid_limit"}
-PRESETS = ("demo", "paper")
 
 
 def copy_synthesis_metrics(model: Vocoder, dataset: AudioCropDataset, batch_seconds: float = 60.0) -> dict[str, float]:
@@ -51,14 +48,7 @@ def copy_synthesis_metrics(model: Vocoder, dataset: AudioCropDataset, batch_seco
 
 def build_vocoder_config(run: RunConfig) -> VocoderConfig:
     """The `VocoderConfig` of the model section (`preset` picks the starting sizes)."""
-    section = dict(run.model)
-    preset = section.pop("preset", "demo")
-    if preset not in PRESETS:
-        raise ConfigError(f"model.preset must be one of {PRESETS}, not '{preset}'")
-    base = dataclasses.asdict(VocoderConfig.paper() if preset == "paper" else VocoderConfig.demo())
-    if isinstance(section.get("mel"), dict):
-        section["mel"] = {**base["mel"], **section["mel"]}
-    return config_from_dict(VocoderConfig, {**base, **section}, "model section")
+    return run.model_config(VocoderConfig)
 
 
 def train_vocoder(
@@ -70,9 +60,7 @@ def train_vocoder(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the vocoder; returns the result and final metrics."""
-    unknown = sorted(set(run.data) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown data key(s) {unknown} for vocoder; allowed: {sorted(DATA_KEYS)}")
+    run.check_data_keys(DATA_KEYS, "vocoder")
     train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
     if not str(train_manifest) or not train_manifest.is_file():
         raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from flexitts.errors import DataError, DependencyError
+from flexitts.evaluation.metrics import MEL  # the log-mel distance settings, quoted in the report
 
 DEFAULT_FRAME_RATES = (12.5, 8.3, 6.25)
 DEFAULT_QUANTIZERS = (1, 2, 4, 8)
@@ -45,7 +46,6 @@ DEMO_SPEAKER_PREFIX = "mb-"
 TARGET_STOI = 0.80
 TARGET_WER_RATIO = 2.0
 TARGET_RTF = 0.1
-MEL = dict(n_fft=1024, hop_length=256, n_mels=80, floor=1e-5)
 
 Progress = Callable[[str], None] | None
 
@@ -99,7 +99,8 @@ def load_utterances(manifest: str | os.PathLike, limit: int | None = None, speak
 
 
 # ---------------------------------------------------------------- host, threads, memory
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -107,7 +108,8 @@ def _cpu_count() -> int:
 
 
 @contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads, restoring the previous count afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
@@ -137,13 +139,13 @@ def _reset_peak() -> bool:
         return False
 
 
-def _max_rss_mb() -> float:
+def max_rss_mb() -> float:
     """The process's peak RSS so far (ru_maxrss: KiB on Linux, bytes on macOS), in MiB."""
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value / (1024 * 1024) if sys.platform == "darwin" else value / 1024
 
 
-class _PeakMemory:
+class PeakMemory:
     """Largest (peak RSS during a call - RSS before it) over the calls measured, in MiB."""
 
     def __init__(self) -> None:
@@ -167,52 +169,39 @@ class _PeakMemory:
 
 # ---------------------------------------------------------------- metrics
 class _Metrics:
-    """STOI, log-mel L1 and wideband PESQ of a decoded waveform against the original (both 16 kHz `[T]`)."""
+    """STOI, log-mel L1 and wideband PESQ of a decoded waveform against the original (both 16 kHz `[T]`).
+
+    The metric functions are `flexitts.evaluation.metrics`' (one implementation for `flexitts eval codec` and
+    this benchmark); this checks the packages once and remembers whether PESQ runs.
+    """
 
     def __init__(self, sample_rate: int = 16000, use_pesq: bool = True):
-        import torchaudio
+        from flexitts.evaluation import metrics
 
         try:
-            from pystoi import stoi
+            import pystoi  # noqa: F401
         except ImportError:
             raise DependencyError("pystoi is not installed: run `make setup` or `pip install flexitts[eval]`") from None
-        self._stoi = stoi
         self.sample_rate = sample_rate
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=MEL["n_fft"], hop_length=MEL["hop_length"],
-                                                        n_mels=MEL["n_mels"], power=1.0)
-        self._pesq = None
-        self.pesq_note = "disabled"
-        if use_pesq:
-            try:
-                from pesq import pesq
-
-                self._pesq, self.pesq_note = pesq, "wideband (pesq package)"
-            except ImportError:
-                self.pesq_note = "pesq not installed"
+        self.use_pesq = bool(use_pesq) and metrics.pesq_available()
+        self.pesq_note = ("wideband (pesq package)" if self.use_pesq else "pesq not installed") if use_pesq else "disabled"
 
     def __call__(self, ref: torch.Tensor, deg: torch.Tensor) -> dict[str, float | None]:
-        n = min(ref.shape[-1], deg.shape[-1])
-        ref, deg = ref[:n].double().numpy(), deg[:n].double().clamp(-1, 1).numpy()
-        stoi = float(self._stoi(ref, deg, self.sample_rate, extended=False))
-        with torch.no_grad():
-            mel_ref = self.mel(torch.from_numpy(ref).float()).clamp(min=MEL["floor"]).log()
-            mel_deg = self.mel(torch.from_numpy(deg).float()).clamp(min=MEL["floor"]).log()
-        mel = float((mel_ref - mel_deg).abs().mean())
-        pesq = None
-        if self._pesq is not None:
-            try:
-                pesq = float(self._pesq(self.sample_rate, ref, deg, "wb"))
-            except Exception:  # pesq raises on too-short or silent input (NoUtterancesError, BufferTooShortError)
-                pesq = None
-        return {"stoi": stoi, "mel_distance": mel, "pesq": pesq}
+        from flexitts.evaluation import metrics
+
+        return {"stoi": metrics.stoi(ref, deg, self.sample_rate),
+                "mel_distance": metrics.log_mel_distance(ref, deg, self.sample_rate),
+                "pesq": metrics.pesq_wb(ref, deg, self.sample_rate) if self.use_pesq else None}
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_finite(values: Sequence[float | None]) -> float | None:
+    """Mean of the finite values that are not None; None when there are none."""
     kept = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.fmean(kept) if kept else None
 
 
-def _wer(references: Sequence[str], hypotheses: Sequence[str]) -> float | None:
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float | None:
+    """Corpus-level WER over the pairs whose reference has words after normalisation (None if none has)."""
     from flexitts.evaluation.wer import normalize_for_wer, word_error_rate
 
     pairs = [(r, h) for r, h in zip(references, hypotheses) if normalize_for_wer(r)]
@@ -268,7 +257,7 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
     grid = quantizer_grid(codec.config.max_quantizers, quantizers)
     if wer_grid not in ("cross", "full"):
         raise DataError(f"wer_grid must be 'cross' or 'full', not '{wer_grid}'")
-    threads = _cpu_count() if threads is None else int(threads)
+    threads = cpu_count() if threads is None else int(threads)
     if threads < 1:
         raise DataError(f"threads must be at least 1, got {threads}")
     say = progress or (lambda _msg: None)
@@ -283,9 +272,9 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
             raise DependencyError(f"{error} (or pass --no-wer)") from None
     metrics = _Metrics(codec.sample_rate, use_pesq=pesq)
     codec.eval()
-    mem_encode, mem_decode = _PeakMemory(), _PeakMemory()
+    mem_encode, mem_decode = PeakMemory(), PeakMemory()
     host = {
-        "torch_threads": threads, "cpus": _cpu_count(), "torch": torch.__version__, "machine": platform.machine(),
+        "torch_threads": threads, "cpus": cpu_count(), "torch": torch.__version__, "machine": platform.machine(),
         "python": platform.python_version(), "device": str(codec.device),
         "load_avg_1min_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
@@ -303,7 +292,7 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
     encode_s = {r: 0.0 for r in rates}
     per_utt: list[dict[str, Any]] = []
     total_seconds = sum(u.seconds for u in utterances)
-    with _threads(threads), torch.inference_mode():
+    with torch_threads(threads), torch.inference_mode():
         warm = utterances[0]  # first calls pay for lazy loading and allocator growth: not timed
         codec.decode(encode(warm, rates[0]))
         originals = []
@@ -340,18 +329,18 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
             per_utt.append(row)
 
     texts = [u.text for u in utterances]
-    wer_original = _wer(texts, originals) if recognizer else None
+    wer_original = corpus_wer(texts, originals) if recognizer else None
     quality = []
     for (rate, q), cell in cells.items():
         achieved = cell["tokens"] / cell["seconds"]
-        wer_decoded = _wer(texts, cell["hyps"]) if recognizer and None not in cell["hyps"] else None
+        wer_decoded = corpus_wer(texts, cell["hyps"]) if recognizer and None not in cell["hyps"] else None
         quality.append({
             "target_hz": rate, "num_quantizers": q, "average_hz": achieved,
             "bitrate_bps": codec.bitrate(q, achieved),
             "content_bitrate_bps": codec.bitrate(q, achieved, include_duration=False),
-            "stoi": _mean([m["stoi"] for m in cell["metrics"]]),
-            "mel_distance": _mean([m["mel_distance"] for m in cell["metrics"]]),
-            "pesq_wb": _mean([m["pesq"] for m in cell["metrics"]]),
+            "stoi": mean_finite([m["stoi"] for m in cell["metrics"]]),
+            "mel_distance": mean_finite([m["mel_distance"] for m in cell["metrics"]]),
+            "pesq_wb": mean_finite([m["pesq"] for m in cell["metrics"]]),
             "pesq_scored": sum(m["pesq"] is not None for m in cell["metrics"]),
             "wer": wer_decoded, "wer_original": wer_original if wer_decoded is not None else None,
             "wer_ratio": (wer_decoded / wer_original) if wer_decoded is not None and wer_original else None,
@@ -366,7 +355,7 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
         if mem_encode.supported else "ru_maxrss only (/proc/self/clear_refs unavailable): the whole process's peak",
         "encode_peak_delta_mb": mem_encode.delta_mb, "decode_peak_delta_mb": mem_decode.delta_mb,
         "encode_peak_rss_mb": mem_encode.peak_mb, "decode_peak_rss_mb": mem_decode.peak_mb,
-        "process_peak_rss_mb": _max_rss_mb(),
+        "process_peak_rss_mb": max_rss_mb(),
     }
     host["load_avg_1min_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     config = codec.config
@@ -424,12 +413,15 @@ def report_paths(out: str | os.PathLike) -> tuple[Path, Path]:
     return base.with_name(base.name + ".json"), base.with_name(base.name + ".md")
 
 
-def write_report(out: str | os.PathLike, result: dict[str, Any]) -> tuple[Path, Path]:
+def write_report(out: str | os.PathLike, result: dict[str, Any],
+                 render: Callable[[dict[str, Any]], str] | None = None) -> tuple[Path, Path]:
+    """Write `<out>.json` and `<out>.md` (markdown from `render`, default: the codec report's) atomically."""
     from flexitts.fileio import write_json_atomic, write_text_atomic
 
     json_path, md_path = report_paths(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(json_path, result)
-    write_text_atomic(md_path, render_markdown(result))
+    write_text_atomic(md_path, (render or render_markdown)(result))
     return json_path, md_path
 
 

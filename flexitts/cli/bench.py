@@ -41,9 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     codec.add_argument("--no-pesq", action="store_true", help="skip PESQ")
     codec.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     codec.set_defaults(func=run_codec)
+    from flexitts.benchmarks import all as bench_all
+    from flexitts.benchmarks import nar as bench_nar
+    from flexitts.benchmarks import pipeline as bench_pipeline
     from flexitts.cli import bench_ar
 
     bench_ar.add_parser(components)
+    bench_nar.add_parser(components)
+    bench_pipeline.add_parser(components)
+    bench_all.add_parser(components)
 
 
 def run_dynamic(args: argparse.Namespace) -> int:

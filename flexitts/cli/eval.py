@@ -1,4 +1,4 @@
-"""`flexitts eval ...`: measure models on a manifest (phone error rate of the ASR for now)."""
+"""`flexitts eval ...`: measure models on a manifest (ASR phone error rate, TTS, codec reconstruction)."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--seed", type=int, default=0, help="seed of the first sentence (then +1 each)")
     tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     tts.set_defaults(func=run_tts)
+    codec = targets.add_parser("codec", help="codec reconstruction: WER beside ground truth, STOI, PESQ, MCD, "
+                                             "speaker similarity, frame rate and bitrate")
+    codec.add_argument("--manifest", required=True, help="utterances (audio + transcript) to encode and decode")
+    rate = codec.add_mutually_exclusive_group()
+    rate.add_argument("--threshold", type=float, default=None, help="merging threshold tau")
+    rate.add_argument("--frame-rate", type=float, default=None, help="target average tokens per second")
+    codec.add_argument("--scheduler", choices=("threshold", "dp", "entropy"), default="threshold",
+                       help="segment scheduler (default: threshold)")
+    codec.add_argument("--num-quantizers", type=int, default=None, help="codes per token (default: all)")
+    codec.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
+    codec.add_argument("--speaker-prefix", default=None, help="only speakers whose name starts with this (e.g. mb-)")
+    codec.add_argument("--checkpoint", default=None, help="codec folder or URI (default: the bundled demo codec)")
+    codec.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    codec.add_argument("--table", choices=("results",), default=None,
+                       help="results: the results page instead of one setting (threshold rule at 12.5 / 8.3 / "
+                            "6.25 Hz, dp and entropy at 8.3 Hz), each row with the command that reproduces it")
+    codec.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    codec.set_defaults(func=run_codec)
 
 
 def run_asr(args: argparse.Namespace) -> int:
@@ -70,4 +88,43 @@ def run_tts(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(f"{args.out}.json", result)
         write_text_atomic(f"{args.out}.md", markdown)
+    return 0
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    import sys
+
+    from flexitts.benchmarks.codec import load_utterances
+    from flexitts.cli.codec import load_codec
+    from flexitts.errors import ConfigError
+    from flexitts.evaluation.codec_eval import (CodecSetting, evaluate_codec, render_codec_markdown,
+                                                render_results_page, results_rows, results_settings, write_outputs)
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    setting = CodecSetting(args.scheduler, args.threshold, args.frame_rate, args.num_quantizers).check()
+    if args.table == "results" and (args.threshold is not None or args.frame_rate is not None
+                                    or args.scheduler != "threshold"):
+        raise ConfigError("--table results sets the frame rates and schedulers itself: drop --threshold, "
+                          "--frame-rate and --scheduler")
+    codec = load_codec(args.checkpoint, args.device)
+    setting.check(codec.config.max_quantizers)
+
+    def say(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    if args.table == "results":
+        rows = results_rows(codec, args.manifest, results_settings(args.num_quantizers), limit=args.limit,
+                            speaker_prefix=args.speaker_prefix, checkpoint=args.checkpoint, progress=say)
+        payload, markdown = {"evaluation": "codec", "table": "results", "rows": rows}, render_results_page(rows)
+    else:
+        utterances = load_utterances(args.manifest, limit=args.limit, speaker_prefix=args.speaker_prefix,
+                                     sample_rate=codec.sample_rate)
+        payload = evaluate_codec(codec, utterances, setting, manifest=args.manifest, checkpoint=args.checkpoint,
+                                 limit=args.limit, speaker_prefix=args.speaker_prefix, progress=say)
+        markdown = render_codec_markdown(payload)
+    print(markdown)
+    if args.out:
+        json_path, md_path = write_outputs(args.out, payload, markdown)
+        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0

@@ -69,6 +69,9 @@ class PocketsphinxRecognizer:
         wav = resample(wav, sample_rate, self.sample_rate)
         pcm = (wav.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
         decoder = self._get_decoder()
+        # Reseed the dither and reset the cepstral-mean estimate: without it a transcript depends on the
+        # utterances recognised before it.
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(pcm.tobytes(), full_utt=True)
         decoder.end_utt()

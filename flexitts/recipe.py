@@ -110,7 +110,8 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
                 from codec import FlexiCodec
                 from flexitts.data.token_cache import build_token_cache
 
-                codec = FlexiCodec.from_pretrained(ROOT / MODELS["codec"] / "model")
+                # The exported (float16-rounded) codec, so the tokens are exactly what synthesis will see.
+                codec = FlexiCodec.from_pretrained(Path(bundle or demo_bundle_dir()) / "codec")
                 with torch.no_grad():
                     valid = build_token_cache(ROOT / CORPUS / "valid.jsonl", ROOT / f"{TOKENS}_valid", codec, TOKEN_SETTINGS)
                     cache = build_token_cache(ROOT / CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)

@@ -3,7 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 wordnet-base fortunes
+# chromium (+ fonts-liberation, a Recommends that apt's --no-install-recommends skips) drives the web demo's
+# browser test through Playwright: no browser download, Debian's /usr/bin/chromium is launched directly.
+APT_PACKAGES := espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 wordnet-base fortunes chromium fonts-liberation
 SYSTEM_STAMP := $(VENV)/.system-packages
 PYTHON_STAMP := $(VENV)/.python-packages
 # resemblyzer's wheel requires the old `typing` backport; install it without dependencies (they are in [eval]).
@@ -20,7 +22,7 @@ setup: $(SYSTEM_STAMP) $(PYTHON_STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(SYSTEM_STAMP): scripts/setup-system.sh scripts/flexitts-nonfree.sources | $(BIN)/python
+$(SYSTEM_STAMP): Makefile scripts/setup-system.sh scripts/flexitts-nonfree.sources | $(BIN)/python
 	bash scripts/setup-system.sh $(APT_PACKAGES)
 	touch $@
 

@@ -184,18 +184,20 @@ class TTS:
         threshold, rate = self._setting(merging_threshold, frame_rate)
         reference = prepare_reference(ref_audio, ref_sample_rate, max_reference_seconds)
         key = (reference.key, f"t{threshold}" if rate is None else f"r{rate}", ref_text)
-        if key not in self._prompts:
+        prompt = self._prompts.get(key)
+        if prompt is None:
             with torch.no_grad():
                 wav = reference.wav[None].to(self.device)
                 tokens = self.codec.encode(wav, 16000, num_quantizers=1, merging_threshold=threshold, frame_rate=rate)
                 mel, _ = self.mel(wav)
             g = int(tokens.num_tokens[0])
             phonemes, source = self.reference_phonemes(reference, ref_text)
-            self._prompts[key] = _Prompt(tokens.semantic_codes[0, :g], tokens.token_lengths[0, :g], mel[0],
-                                         self.table.encode(phonemes), phonemes, source, reference)
-            while len(self._prompts) > 16:  # a small LRU-ish bound: the oldest entry goes first
-                self._prompts.pop(next(iter(self._prompts)))
-        return self._prompts[key]
+            prompt = _Prompt(tokens.semantic_codes[0, :g], tokens.token_lengths[0, :g], mel[0],
+                             self.table.encode(phonemes), phonemes, source, reference)
+            self._prompts[key] = prompt
+            while len(self._prompts) > 16:  # a small bound: the oldest entry goes first
+                self._prompts.pop(next(iter(self._prompts)), None)
+        return prompt
 
     # ------------------------------------------------------------------ text
     def split_text(self, text: str, prompt: _Prompt, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> list[str]:

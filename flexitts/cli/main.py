@@ -14,7 +14,7 @@ from typing import Sequence
 from flexitts.errors import FlexiTTSError
 
 # Modules under flexitts.cli that each define `register(subparsers)`.
-SUBCOMMAND_MODULES = ("bench", "codec", "corpus", "data", "eval", "recipe", "synthesize", "train")
+SUBCOMMAND_MODULES = ("app", "bench", "codec", "corpus", "data", "eval", "recipe", "synthesize", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

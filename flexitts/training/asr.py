@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,9 +63,7 @@ def train_asr(
     """Train (or fine-tune from `init`, or `resume`) the recogniser; returns the result and the final PER."""
     run.check_data_keys(DATA_KEYS, "asr")
     table = PhonemeTable.default()
-    train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
-    if not str(train_manifest) or not train_manifest.is_file():
-        raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")
+    train_manifest = run.train_manifest(data)
     max_seconds = float(run.data.get("max_seconds", 20.0))
     train_set = ASRDataset(train_manifest, table, max_seconds)
     valid_set = None

@@ -5,14 +5,12 @@ once `gan_start_step` is reached); with `model.use_gan` the Trainer also steps t
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from codec.config import FlexiCodecConfig
 from codec.model import FlexiCodec
-from flexitts.errors import ConfigError
 from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms
 from flexitts.training.config import RunConfig
 from flexitts.training.loop import Trainer, TrainResult, seed_everything
@@ -49,9 +47,7 @@ def train_codec(
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the codec; returns the result and final metrics."""
     run.check_data_keys(DATA_KEYS, "codec")
-    train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
-    if not str(train_manifest) or not train_manifest.is_file():
-        raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")
+    train_manifest = run.train_manifest(data)
     crop = float(run.data.get("crop_seconds", 2.56))
     train_set = AudioCropDataset(train_manifest, crop, max_items=run.data.get("max_items"))
     valid_set = None

@@ -39,6 +39,13 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown data key(s) {unknown} for {model}; allowed: {sorted(allowed)}")
 
+    def train_manifest(self, data: str | None) -> Path:
+        """The training manifest: `data` (from --data) or the config's `data.train`; it must exist."""
+        path = Path(data) if data else self.resolve(self.data.get("train", ""))
+        if not data and not self.data.get("train") or not path.is_file():
+            raise ConfigError(f"training manifest '{path}' not found: pass --data or set data.train in the config")
+        return path
+
     def model_config(self, config_class: type) -> Any:
         """The model section as `config_class`, starting from its `preset` (`demo` by default, or `paper`);
         a nested `mel` mapping is merged onto the preset's."""

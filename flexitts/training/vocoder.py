@@ -13,12 +13,10 @@ Model section: `VocoderConfig` fields (`mel` as a mapping of `MelConfig` fields)
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from flexitts.errors import ConfigError
 from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms
 from flexitts.training.config import RunConfig
 from flexitts.training.loop import Trainer, TrainResult, seed_everything
@@ -61,9 +59,7 @@ def train_vocoder(
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the vocoder; returns the result and final metrics."""
     run.check_data_keys(DATA_KEYS, "vocoder")
-    train_manifest = Path(data) if data else run.resolve(run.data.get("train", ""))
-    if not str(train_manifest) or not train_manifest.is_file():
-        raise ConfigError(f"training manifest '{train_manifest}' not found: pass --data or set data.train in the config")
+    train_manifest = run.train_manifest(data)
     config = build_vocoder_config(run)
     rate = config.mel.sample_rate
     crop = float(run.data.get("crop_seconds", 1.28))

@@ -29,6 +29,10 @@ class ARConfig:
     # 0: a full `hidden -> codebook_size + 1` head; r > 0: a rank-r bottleneck (hidden -> r -> classes),
     # which cuts the head's parameters by hidden / r at little cost in accuracy.
     head_rank: int = 0
+    # "softmax": one logit per code (through `head_rank`). "fsq": one logit per FSQ digit value, a code's logit
+    # being the sum of its digits' (a product of per-digit distributions): sum(levels) + 1 outputs instead of
+    # prod(levels) + 1, so with little data the model learns each digit rather than each of 32768 codes.
+    code_head: str = "softmax"
     # Duration classes: a token covering d base frames (1..max_duration) has class d - 1.
     max_duration: int = 8
     # Backbone (a `transformers.LlamaModel` fed `inputs_embeds`).
@@ -56,7 +60,9 @@ class ARConfig:
             raise ConfigError("ARConfig.symbols must hold the phoneme table, with '<pad>' at index 0")
         if self.code_embedding not in ("table", "fsq"):
             raise ConfigError(f"ARConfig.code_embedding must be 'table' or 'fsq', not '{self.code_embedding}'")
-        if self.code_embedding == "fsq" and math.prod(self.fsq_levels) != self.codebook_size:
+        if self.code_head not in ("softmax", "fsq"):
+            raise ConfigError(f"ARConfig.code_head must be 'softmax' or 'fsq', not '{self.code_head}'")
+        if "fsq" in (self.code_embedding, self.code_head) and math.prod(self.fsq_levels) != self.codebook_size:
             raise ConfigError(
                 f"ARConfig: fsq_levels {self.fsq_levels} give {math.prod(self.fsq_levels)} codes, not codebook_size {self.codebook_size}"
             )
@@ -81,7 +87,7 @@ class ARConfig:
     def demo(cls, symbols: Sequence[str], **overrides) -> "ARConfig":
         """Small: about 4M parameters, trains on a CPU in tens of minutes (the demo bundle)."""
         sizes = dict(
-            hidden_size=192, num_layers=4, num_heads=4, ffn_size=576, code_embedding="fsq", head_rank=64,
+            hidden_size=192, num_layers=4, num_heads=4, ffn_size=576, code_embedding="fsq", code_head="fsq",
             max_positions=1024, dropout=0.1,
         )
         return cls(symbols=list(symbols), **{**sizes, **overrides})

@@ -22,19 +22,16 @@ class CodeEmbedding(nn.Module):
         if self.kind == "table":
             self.table = nn.Embedding(config.codebook_size, hidden)
         else:
-            levels = torch.tensor(config.fsq_levels, dtype=torch.long)
-            basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long), levels[:-1]]), dim=0)
-            offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), levels[:-1]]), dim=0)
-            self.register_buffer("levels", levels, persistent=False)
-            self.register_buffer("basis", basis, persistent=False)
+            self.levels = list(config.fsq_levels)
+            offsets = torch.cumsum(torch.tensor([0] + self.levels[:-1]), dim=0)
             self.register_buffer("offsets", offsets, persistent=False)
-            self.table = nn.Embedding(int(levels.sum()), hidden)
+            self.table = nn.Embedding(sum(self.levels), hidden)
             self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         if self.kind == "table":
             return self.table(codes)
-        digits = torch.div(codes[..., None], self.basis, rounding_mode="floor") % self.levels  # [..., K]
+        digits = fsq_digits(codes, self.levels)  # [..., K]
         summed = self.table(digits + self.offsets).sum(dim=-2)
         return summed + self.mlp(summed)
 
@@ -54,23 +51,45 @@ class RateEmbedding(nn.Module):
         return self.mlp(x)
 
 
+def fsq_digits(codes: torch.Tensor, levels: list[int]) -> torch.Tensor:
+    """FSQ code ids `[...]` -> digits `[..., K]` in the codec's order (`code = sum_k d_k * prod(levels[:k])`)."""
+    level = torch.tensor(levels, dtype=torch.long, device=codes.device)
+    basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.long, device=codes.device), level[:-1]]), dim=0)
+    return torch.div(codes[..., None], basis, rounding_mode="floor") % level
+
+
 class CodeHead(nn.Module):
     """Hidden states `[..., H]` -> logits `[..., codebook_size + 1]` (the last class is EOS).
 
-    With `head_rank` r > 0 the projection goes through an r-wide bottleneck, a low-rank factorisation of the
-    `H x (V + 1)` matrix that divides its parameters by about H / r.
+    "softmax": a linear map, through an r-wide bottleneck when `head_rank` r > 0 (a low-rank factorisation of
+    the `H x (V + 1)` matrix). "fsq": `sum(levels)` digit logits plus an EOS logit; a code's logit is the sum
+    of its digits' logits, expanded to all V codes so that sampling and the loss see ordinary logits.
     """
 
     def __init__(self, config: ARConfig):
         super().__init__()
-        classes = config.codebook_size + 1
-        if config.head_rank:
+        self.kind = config.code_head
+        if self.kind == "fsq":
+            levels = list(config.fsq_levels)
+            offsets = torch.cumsum(torch.tensor([0] + levels[:-1]), dim=0)
+            index = fsq_digits(torch.arange(config.codebook_size), levels) + offsets  # [V, K]
+            self.register_buffer("digit_index", index.t().contiguous(), persistent=False)  # [K, V]
+            self.proj = nn.Linear(config.hidden_size, sum(levels) + 1)
+        elif config.head_rank:
+            classes = config.codebook_size + 1
             self.proj = nn.Sequential(nn.Linear(config.hidden_size, config.head_rank, bias=False), nn.Linear(config.head_rank, classes))
         else:
-            self.proj = nn.Linear(config.hidden_size, classes)
+            self.proj = nn.Linear(config.hidden_size, config.codebook_size + 1)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.proj(hidden)
+        out = self.proj(hidden)
+        if self.kind != "fsq":
+            return out
+        digits, eos = out[..., :-1], out[..., -1:]
+        logits = digits[..., self.digit_index[0]]
+        for row in self.digit_index[1:]:  # K gathers of [..., V]: no [..., V, K] intermediate
+            logits = logits + digits[..., row]
+        return torch.cat([logits, eos], dim=-1)
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:

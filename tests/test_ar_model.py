@@ -285,3 +285,27 @@ def test_padded_tensor_inputs_and_one_prompt_for_many_texts():
     shared = model.generate(texts, prompt_codes=[1, 2, 3], prompt_durations=[1, 2, 3], prompt_phonemes=[12, 13], seed=2)
     first = model.generate(texts[0], prompt_codes=[1, 2, 3], prompt_durations=[1, 2, 3], prompt_phonemes=[12, 13], seed=2)
     assert torch.equal(shared.item(0)[0], first.item(0)[0])
+
+
+def test_fsq_code_head_is_a_product_of_digit_distributions():
+    from ar.embeddings import fsq_digits
+
+    model = tiny_model(code_head="fsq")
+    head = model.code_head
+    hidden = torch.randn(3, model.config.hidden_size)
+    logits = head(hidden)  # [3, V + 1]
+    assert logits.shape == (3, 65)
+    raw = head.proj(hidden)
+    digits = fsq_digits(torch.arange(64), [4, 4, 4])  # [V, K]
+    expected = sum(raw[:, k * 4 + digits[:, k]] for k in range(3))
+    torch.testing.assert_close(logits[:, :64], expected)
+    # Without EOS, p(code) is the product of the per-digit softmaxes.
+    p = torch.softmax(logits[:, :64], dim=-1)
+    per_digit = [torch.softmax(raw[:, k * 4 : k * 4 + 4], dim=-1) for k in range(3)]
+    product = per_digit[0][:, digits[:, 0]] * per_digit[1][:, digits[:, 1]] * per_digit[2][:, digits[:, 2]]
+    torch.testing.assert_close(p, product)
+    # Generation works with it, and the cache still gives the uncached tokens.
+    phonemes = torch.tensor([3, 4, 5, 6, 7])
+    a = model.generate(phonemes, seed=0, max_new_tokens=8)
+    b = model.generate(phonemes, seed=0, max_new_tokens=8, use_cache=False)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.durations, b.durations)

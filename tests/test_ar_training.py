@@ -181,3 +181,43 @@ def test_sigkill_then_resume_ends_with_the_same_weights(caches, tmp_path):
     log_b = [json.loads(l) for l in (tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log_b] == list(range(1, steps + 1))
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
+
+
+def test_accelerate_launch_finetunes_on_a_prepared_manifest(tmp_path):
+    """Issue 5's fine-tuning path end to end: a 50-utterance manifest is synthesised, encoded into a token cache
+    with a (tiny) codec, and `accelerate launch -m flexitts.train ar --init ...` fine-tunes a saved model on it."""
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    from ar import ARModel
+    from flexitts.corpus import synthesize_corpus
+    from flexitts.data.manifest import read_manifest, write_manifest
+    from flexitts.data.token_cache import build_token_cache
+    from tests.test_codec_model import tiny_codec
+
+    synthesize_corpus(tmp_path / "corpus", 0.05, voices=["mb-us1"], heldout_speakers=[], progress=False)
+    rows = read_manifest(tmp_path / "corpus" / "manifest.jsonl")[:50]
+    assert len(rows) == 50
+    for row in rows:
+        row.audio = str((tmp_path / "corpus" / row.audio).resolve())
+    write_manifest(tmp_path / "mine.jsonl", rows)
+    with torch.no_grad():
+        build_token_cache(tmp_path / "mine.jsonl", tmp_path / "tokens", tiny_codec(fsq_levels=[4, 4, 4]), ["t1.0", "t0.5"])
+    torch.manual_seed(0)
+    base = build_ar_model(load_run_config(write_config(tmp_path, tmp_path / "tokens", None, "base", 1)), None)[0]
+    base.save_pretrained(tmp_path / "base_model")
+    config = write_config(tmp_path, tmp_path / "tokens", None, "tuned", 6)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = Path(sys.executable).with_name("accelerate")
+    result = subprocess.run(
+        [str(launcher), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "flexitts.train", "ar", "--config", str(config), "--init", str(tmp_path / "base_model"),
+         "--no-progress"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ar: step 6" in result.stdout
+    tuned = ARModel.from_pretrained(tmp_path / "tuned" / "model")
+    moved = [not torch.equal(a, b) for a, b in zip(base.state_dict().values(), tuned.state_dict().values())]
+    assert any(moved) and tuned.config == base.config

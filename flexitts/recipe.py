@@ -7,6 +7,8 @@
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 40 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
+            then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
+            (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
     export  each run's final model, as float16, into the bundle folder
 
 Each model is exported into the bundle as soon as its stage ends (the codec stage needs the new recogniser,
@@ -28,7 +30,10 @@ TOKENS = "runs/tokens_demo"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
 MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_demo", "ar": "runs/ar_demo", "nar": "runs/nar_demo",
-          "vocoder": "runs/vocoder_demo"}
+          "vocoder": "runs/vocoder_demo_polish"}
+# A stage may train in several runs: (config name, run folder, run whose model it starts from).
+RUNS = {"vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
+                    ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo")]}
 
 
 @dataclass
@@ -39,21 +44,26 @@ class RecipeStep:
 
 
 def _train(model: str, log: Callable[[str], None]) -> str:
+    import importlib
+
     from flexitts.cli.train import TRAINERS
     from flexitts.training.config import load_run_config
     from flexitts.training.loop import FINAL_MODEL, latest_checkpoint
 
-    import importlib
-
-    run_dir = ROOT / MODELS[model]
-    if (run_dir / FINAL_MODEL / "config.json").is_file() and _finished(run_dir):
-        return f"{run_dir / FINAL_MODEL} exists"
     module, function = TRAINERS[model].split(":")
     train = getattr(importlib.import_module(module), function)
-    resume = latest_checkpoint(run_dir) is not None
-    log(f"{model}: training into {run_dir}{' (resuming)' if resume else ''}")
-    result, metrics = train(load_run_config(ROOT / "configs" / f"{model}_demo.yaml"), None, None, None, resume, True)
-    return f"step {result.step}{' (time budget reached)' if result.stopped_by_budget else ''}"
+    details = []
+    for config, folder, init in RUNS.get(model, [(f"{model}_demo", MODELS[model], None)]):
+        run_dir = ROOT / folder
+        if (run_dir / FINAL_MODEL / "config.json").is_file() and _finished(run_dir):
+            details.append(f"{run_dir / FINAL_MODEL} exists")
+            continue
+        resume = latest_checkpoint(run_dir) is not None
+        log(f"{model}: training into {run_dir}{' (resuming)' if resume else ''}")
+        start = str(ROOT / init / FINAL_MODEL) if init and not resume else None
+        result, _ = train(load_run_config(ROOT / "configs" / f"{config}.yaml"), None, None, start, resume, True)
+        details.append(f"{config}: step {result.step}{' (time budget reached)' if result.stopped_by_budget else ''}")
+    return "; ".join(details)
 
 
 def _finished(run_dir: Path) -> bool:

@@ -14,6 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     asr.add_argument("--limit", type=int, default=None, help="score only the first N utterances of each manifest")
     asr.add_argument("--json", default=None, help="also write the figures to this JSON file")
     asr.set_defaults(func=run_asr)
+    ar = targets.add_parser("ar", help="AR model on a token cache: teacher-forced accuracies, generated vs true token counts")
+    ar.add_argument("--tokens", required=True, help="token cache folder (`flexitts data tokens`), e.g. of the test split")
+    ar.add_argument("--checkpoint", default=None, help="AR model folder or URI (default: the bundled demo)")
+    ar.add_argument("--settings", default=None, help="comma-separated cache settings (default: all)")
+    ar.add_argument("--generate", type=int, default=20, help="items to generate per setting for the length check")
+    ar.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ar.set_defaults(func=run_ar)
     tts = targets.add_parser("tts", help="synthesise a manifest's sentences; WER, speaker similarity, RTF, tokens/s")
     tts.add_argument("--manifest", required=True, help="sentences (and original recordings) to evaluate on")
     tts.add_argument("--ref-strategy", choices=["same-speaker", "fixed"], default="same-speaker",
@@ -127,4 +134,31 @@ def run_codec(args: argparse.Namespace) -> int:
     if args.out:
         json_path, md_path = write_outputs(args.out, payload, markdown)
         print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+def run_ar(args: argparse.Namespace) -> int:
+    import torch
+
+    from ar import ARModel
+    from flexitts.data.token_cache import TokenCache
+    from flexitts.errors import DataError
+    from flexitts.fileio import write_json_atomic
+    from flexitts.training.ar import ARTokenDataset, generated_length_ratio, teacher_forced_accuracy
+
+    model = ARModel.from_pretrained(args.checkpoint)
+    cache = TokenCache(args.tokens)
+    settings = [s.strip() for s in args.settings.split(",")] if args.settings else cache.settings
+    missing = sorted(set(settings) - set(cache.settings))
+    if missing:
+        raise DataError(f"settings {missing} are not in '{args.tokens}' (it has {cache.settings})")
+    report = {}
+    with torch.no_grad():
+        for setting in settings:
+            figures = teacher_forced_accuracy(model, ARTokenDataset(cache, model, [setting]))
+            figures.update(generated_length_ratio(model, cache, setting, args.generate))
+            report[setting] = figures
+            print(f"{setting}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+    if args.json:
+        write_json_atomic(args.json, report)
     return 0

@@ -13,6 +13,7 @@ RESEMBLYZER := resemblyzer==0.1.4
 DEMO_OUT ?= demo_out
 
 DEMO_VOICE := flexitts/assets/demo/voices/mb-us1.wav
+DEMO_REF_TEXT := The Surgeon General has determined that cigarette smoking is hazardous to your health.
 DEMO_TEXT := Dynamic frame rate tokens let a language model speak with fewer steps per second.
 
 .PHONY: setup test demo bundle clean
@@ -38,7 +39,7 @@ test: setup
 # Speak a sentence with the bundled demo models in the voice of a bundled example speaker.
 demo: setup
 	mkdir -p $(DEMO_OUT)
-	$(BIN)/flexitts synthesize --ref $(DEMO_VOICE) --text "$(DEMO_TEXT)" --out $(DEMO_OUT)/demo.wav --seed 0
+	$(BIN)/flexitts synthesize --ref $(DEMO_VOICE) --ref-text "$(DEMO_REF_TEXT)" --text "$(DEMO_TEXT)" --out $(DEMO_OUT)/demo.wav --seed 0
 
 # Rebuild every model of the demo bundle from scratch on this CPU (resumable: run it again to continue).
 bundle: setup

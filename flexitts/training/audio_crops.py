@@ -1,4 +1,5 @@
-"""Waveform training data for the codec and the vocoder: random frame-aligned crops of manifest audio.
+"""Waveform training data for the codec and the vocoder (random frame-aligned crops of manifest audio), and the
+training entry both share (`train_on_crops`).
 
 Utterances are held in memory as int16 (3 h of 16 kHz speech is about 350 MB). A crop starts on a 12.5 Hz
 frame boundary (a multiple of 1280 samples) so the codec's frames and the ASR features line up with the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,3 +79,46 @@ def collate_waveforms(items: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
     for row, samples in enumerate(items):
         wav[row, : len(samples)] = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     return {"wav": wav, "wav_lengths": lengths}
+
+
+CROP_DATA_KEYS = {"train", "valid", "crop_seconds", "max_items", "valid_limit"}
+
+
+def train_on_crops(
+    run: Any,
+    name: str,
+    model_class: Any,
+    config: Any,
+    metrics: Callable[[Any, "AudioCropDataset"], dict[str, float]],
+    data: str | None,
+    out_dir: str | None,
+    init: str | None,
+    resume: bool,
+    progress: bool,
+    default_crop_seconds: float,
+) -> tuple[Any, dict[str, Any]]:
+    """The training entry shared by waveform generators (codec, vocoder): crops of the manifest's audio, the
+    model built from `config` (or fine-tuned from `init`), a discriminator when `config.use_gan`, and
+    `metrics(model, valid_set)` on the `valid` manifest."""
+    from flexitts.training.loop import Trainer, seed_everything
+
+    run.check_data_keys(CROP_DATA_KEYS, name)
+    rate = int(getattr(getattr(config, "mel", None), "sample_rate", 16000))
+    crop = float(run.data.get("crop_seconds", default_crop_seconds))
+    train_set = AudioCropDataset(run.train_manifest(data), crop, max_items=run.data.get("max_items"), sample_rate=rate)
+    valid_set = None
+    if run.data.get("valid"):
+        valid_set = AudioCropDataset(run.resolve(run.data["valid"]), crop, max_items=int(run.data.get("valid_limit", 32)),
+                                     sample_rate=rate)
+    seed_everything(run.training.seed)
+    model = model_class(config)
+    init_state = model_class.from_pretrained(init).state_dict() if init else None
+    discriminator = model.build_discriminator() if config.use_gan else None
+
+    def evaluate(m: Any) -> dict[str, float]:
+        return metrics(m, valid_set) if valid_set is not None else {}
+
+    trainer = Trainer(model, train_set, collate_waveforms, train_set.lengths, run.training,
+                      out_dir or run.resolve(run.out_dir), evaluate=evaluate, discriminator=discriminator)
+    result = trainer.fit(resume=resume, progress=progress, init_state=init_state)
+    return result, result.metrics

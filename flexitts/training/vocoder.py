@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 
-from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms
+from flexitts.training.audio_crops import AudioCropDataset, collate_waveforms, train_on_crops
 from flexitts.training.config import RunConfig
-from flexitts.training.loop import Trainer, TrainResult, seed_everything
+from flexitts.training.loop import TrainResult
 from flexitts.training.sampler import BucketBatchSampler
 from nar.vocoder import Vocoder, VocoderConfig
 
-DATA_KEYS = {"train", "valid", "crop_seconds", "max_items", "valid_limit"}
 
 
 def copy_synthesis_metrics(model: Vocoder, dataset: AudioCropDataset, batch_seconds: float = 60.0) -> dict[str, float]:
@@ -58,28 +57,5 @@ def train_vocoder(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the vocoder; returns the result and final metrics."""
-    run.check_data_keys(DATA_KEYS, "vocoder")
-    train_manifest = run.train_manifest(data)
-    config = build_vocoder_config(run)
-    rate = config.mel.sample_rate
-    crop = float(run.data.get("crop_seconds", 1.28))
-    train_set = AudioCropDataset(train_manifest, crop, max_items=run.data.get("max_items"), sample_rate=rate)
-    valid_set = None
-    if run.data.get("valid"):
-        valid_set = AudioCropDataset(run.resolve(run.data["valid"]), crop, max_items=int(run.data.get("valid_limit", 32)),
-                                     sample_rate=rate)
-
-    seed_everything(run.training.seed)
-    model = Vocoder(config)
-    init_state = Vocoder.from_pretrained(init).state_dict() if init else None
-    discriminator = model.build_discriminator() if config.use_gan else None
-
-    def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        return copy_synthesis_metrics(m, valid_set) if valid_set is not None else {}  # type: ignore[arg-type]
-
-    trainer = Trainer(
-        model, train_set, collate_waveforms, train_set.lengths, run.training, out_dir or run.resolve(run.out_dir),
-        evaluate=evaluate, discriminator=discriminator,
-    )
-    result = trainer.fit(resume=resume, progress=progress, init_state=init_state)
-    return result, result.metrics
+    return train_on_crops(run, "vocoder", Vocoder, build_vocoder_config(run), copy_synthesis_metrics, data, out_dir, init, resume, progress,
+                          default_crop_seconds=1.28)

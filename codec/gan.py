@@ -17,18 +17,22 @@ from codec.losses import CodecDiscriminator, discriminator_loss, feature_matchin
 
 
 class WaveformGANMixin:
-    """`build_discriminator`, `discriminator_step` and the generator's adversarial terms for an `nn.Module`."""
+    """`build_discriminator`, `discriminator_step` and the generator's adversarial terms for an `nn.Module`
+    (list it before `nn.Module` among the bases)."""
 
     config: Any
 
     def _init_gan(self) -> None:
         self.__dict__["_discriminator"] = None
 
-    def _apply_to_discriminator(self, fn: Any, recurse: bool) -> None:
-        # `.to()`, `.cuda()`, `.half()` of the model also apply to the attached discriminator.
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        # `.to()`, `.cuda()`, `.half()` of the model also apply to the attached discriminator (the mixin comes
+        # before nn.Module in the bases, so this wraps nn.Module._apply).
+        super()._apply(fn, recurse)  # type: ignore[misc]
         disc = self.__dict__.get("_discriminator")
         if isinstance(disc, nn.Module):
             disc._apply(fn, recurse)
+        return self
 
     def build_discriminator(self) -> CodecDiscriminator:
         """Create (or return) the multi-period + multi-resolution discriminator used when `config.use_gan`."""

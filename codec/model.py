@@ -65,7 +65,7 @@ def _mask_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * w).sum() / (w.sum() * values.shape[-1]).clamp(min=1.0)
 
 
-class FlexiCodec(nn.Module, PretrainedMixin, WaveformGANMixin):
+class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
     """Dynamic-rate dual-stream codec: `encode(wav) -> CodecTokens`, `decode(tokens) -> wav`."""
 
     config_class = FlexiCodecConfig
@@ -110,13 +110,8 @@ class FlexiCodec(nn.Module, PretrainedMixin, WaveformGANMixin):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "FlexiCodec":  # type: ignore[override]
-        # `.to()`, `.cuda()`, `.half()` also apply to the attached discriminator. The ASR extractor only follows
-        # the device (in `asr_extractor`): it stays in float32, as FlexiCodec keeps its ASR out of half precision.
-        super()._apply(fn, recurse)
-        self._apply_to_discriminator(fn, recurse)
-        return self
-
+    # `.to()` / `.half()` also move the discriminator (WaveformGANMixin._apply). The ASR extractor only follows
+    # the device (in `asr_extractor`): it stays in float32, as FlexiCodec keeps its ASR out of half precision.
     def set_asr_extractor(self, extractor: nn.Module) -> None:
         """Attach a frozen `ASRFeatureExtractor` (its `feature_dim` must equal `config.asr_dim`)."""
         dim = getattr(extractor, "feature_dim", None)

@@ -103,7 +103,7 @@ def masked_istft(spec: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int,
     return overlap_add(frames) / envelope.clamp(min=1e-8)
 
 
-class Vocoder(nn.Module, PretrainedMixin, WaveformGANMixin):
+class Vocoder(WaveformGANMixin, nn.Module, PretrainedMixin):
     """Normalised log mel `[B, F, M]` (as `MelSpectrogram(config.mel)` gives) -> waveform `[B, F * hop]`."""
 
     config_class = VocoderConfig
@@ -130,12 +130,6 @@ class Vocoder(nn.Module, PretrainedMixin, WaveformGANMixin):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def _apply(self, fn: Any, recurse: bool = True) -> "Vocoder":  # type: ignore[override]
-        # `.to()`, `.cuda()`, `.half()` also apply to the attached discriminator.
-        super()._apply(fn, recurse)
-        self._apply_to_discriminator(fn, recurse)
-        return self
 
     # ------------------------------------------------------------------ inference
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

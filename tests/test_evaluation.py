@@ -239,3 +239,27 @@ def test_eval_codec_bad_input(capsys, tmp_path, codec_dir, manifest, argv, messa
                              "--out", tmp_path / "r", *argv)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_whisper_recognizer_plumbing(tmp_path):
+    """`--recognizer whisper:PATH` loads an openai-whisper checkpoint from disk (a random tiny one the test
+    saves) and transcribes with it; unknown specs are one-line errors."""
+    pytest.importorskip("whisper")
+    from whisper.model import ModelDimensions, Whisper
+
+    from flexitts.errors import ConfigError
+    from flexitts.evaluation.wer import PocketsphinxRecognizer, WhisperRecognizer, make_recognizer
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2, n_audio_layer=1,
+                           n_vocab=51864, n_text_ctx=16, n_text_state=16, n_text_head=2, n_text_layer=1)
+    model = Whisper(dims)
+    torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, tmp_path / "tiny.pt")
+    recognizer = make_recognizer(f"whisper:{tmp_path / 'tiny.pt'}")
+    assert isinstance(recognizer, WhisperRecognizer)
+    noise = 0.01 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    text = recognizer.transcribe(noise, 16000)
+    assert isinstance(text, str) and text == recognizer.transcribe(noise, 16000)  # greedy decoding repeats
+    assert isinstance(make_recognizer(None), PocketsphinxRecognizer)
+    with pytest.raises(ConfigError):
+        make_recognizer("kaldi")

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--cfg", type=float, default=2.0, help="guidance weight")
     tts.add_argument("--seed", type=int, default=0, help="seed of the first sentence (then +1 each)")
     tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    tts.add_argument("--recognizer", default=None, help="pocketsphinx (default) or whisper:PATH (an openai-whisper .pt)")
     tts.set_defaults(func=run_tts)
     codec = targets.add_parser("codec", help="codec reconstruction: WER beside ground truth, STOI, PESQ, MCD, "
                                              "speaker similarity, frame rate and bitrate")
@@ -56,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="results: the results page instead of one setting (threshold rule at 12.5 / 8.3 / "
                             "6.25 Hz, dp and entropy at 8.3 Hz), each row with the command that reproduces it")
     codec.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    codec.add_argument("--recognizer", default=None, help="pocketsphinx (default) or whisper:PATH (an openai-whisper .pt)")
     codec.set_defaults(func=run_codec)
 
 
@@ -89,7 +91,7 @@ def run_tts(args: argparse.Namespace) -> int:
     tts = TTS.from_pretrained(args.checkpoint)
     options = {"merging_threshold": args.threshold, "frame_rate": args.frame_rate, "steps": args.steps, "cfg": args.cfg}
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
-                          args.speaker_prefix, args.seed, not args.no_ref_text, options)
+                          args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer)
     markdown = render_tts_markdown(result)
     print(markdown)
     if args.out:
@@ -128,7 +130,8 @@ def run_codec(args: argparse.Namespace) -> int:
         utterances = load_utterances(args.manifest, limit=args.limit, speaker_prefix=args.speaker_prefix,
                                      sample_rate=codec.sample_rate)
         payload = evaluate_codec(codec, utterances, setting, manifest=args.manifest, checkpoint=args.checkpoint,
-                                 limit=args.limit, speaker_prefix=args.speaker_prefix, progress=say)
+                                 limit=args.limit, speaker_prefix=args.speaker_prefix, progress=say,
+                                 recognizer=args.recognizer)
         markdown = render_codec_markdown(payload)
     print(markdown)
     if args.out:

@@ -39,7 +39,7 @@ SCHEDULERS = ("threshold", "dp", "entropy")
 RESULTS_RATES = (12.5, 8.3, 6.25)
 RESULTS_COMPARE_RATE = 8.3
 METHODS = {
-    "wer": "pocketsphinx (bundled en-us model), corpus-level WER after lower-casing and removing punctuation; "
+    "wer": "pocketsphinx (bundled en-us model; openai-whisper with --recognizer whisper:PATH), corpus-level WER after lower-casing and removing punctuation; "
            "GT WER: the same recogniser on the original audio",
     "stoi": "pystoi, classic (not extended)",
     "pesq": "wideband PESQ (pesq package, P.862.2, MOS-LQO; 4.64 = identical)",
@@ -124,7 +124,7 @@ def results_settings(num_quantizers: int | None = None, rates: Sequence[float] =
 
 
 def eval_command(setting: CodecSetting, manifest: str | os.PathLike, checkpoint: str | None = None,
-                 limit: int | None = None, speaker_prefix: str | None = None) -> str:
+                 limit: int | None = None, speaker_prefix: str | None = None, recognizer: str | None = None) -> str:
     """The shell command that evaluates `setting` on the same data (its summary row is the row reproduced)."""
     args = ["flexitts", "eval", "codec", "--manifest", str(manifest)]
     if speaker_prefix:
@@ -133,6 +133,8 @@ def eval_command(setting: CodecSetting, manifest: str | os.PathLike, checkpoint:
         args += ["--limit", str(limit)]
     if checkpoint:
         args += ["--checkpoint", str(checkpoint)]
+    if recognizer:
+        args += ["--recognizer", recognizer]
     return shlex.join(args + setting.cli_args())
 
 
@@ -160,7 +162,7 @@ class CodecEvaluator:
     """
 
     def __init__(self, codec: Any, utterances: Sequence[Any], wer: bool = True, pesq: bool = True,
-                 similarity: bool = True):
+                 similarity: bool = True, recognizer: str | None = None):
         from flexitts.evaluation import metrics
 
         if not utterances:
@@ -170,10 +172,11 @@ class CodecEvaluator:
         self.rate = int(codec.sample_rate)
         self.recognizer = None
         if wer:
-            from flexitts.evaluation.wer import PocketsphinxRecognizer
+            from flexitts.evaluation.wer import PocketsphinxRecognizer, make_recognizer
 
-            self.recognizer = PocketsphinxRecognizer(sample_rate=16000)
-            self.recognizer._get_decoder()  # fail now (DependencyError) rather than after the first encode
+            self.recognizer = make_recognizer(recognizer)
+            if isinstance(self.recognizer, PocketsphinxRecognizer):
+                self.recognizer._get_decoder()  # fail now (DependencyError) rather than after the first encode
         self.speaker = None
         if similarity:
             from flexitts.evaluation.similarity import SpeakerSimilarity
@@ -290,15 +293,15 @@ def _data_info(utterances: Sequence[Any], manifest: str | os.PathLike | None, li
 def evaluate_codec(codec: Any, utterances: Sequence[Any], setting: CodecSetting | Mapping[str, Any], *,
                    manifest: str | os.PathLike | None = None, checkpoint: str | None = None, limit: int | None = None,
                    speaker_prefix: str | None = None, wer: bool = True, pesq: bool = True, similarity: bool = True,
-                   progress: Progress = None) -> dict[str, Any]:
+                   progress: Progress = None, recognizer: str | None = None) -> dict[str, Any]:
     """Evaluate one setting; the JSON dict of `flexitts eval codec` (codec, data, methods, setting, mean,
     per_utterance and, when `manifest` is given, the reproducing command)."""
     setting = CodecSetting.of(setting).check(codec.config.max_quantizers)
-    evaluator = CodecEvaluator(codec, utterances, wer=wer, pesq=pesq, similarity=similarity)
+    evaluator = CodecEvaluator(codec, utterances, wer=wer, pesq=pesq, similarity=similarity, recognizer=recognizer)
     result = evaluator.evaluate(setting, progress)
     return {
         "evaluation": "codec",
-        "command": eval_command(setting, manifest, checkpoint, limit, speaker_prefix) if manifest is not None else None,
+        "command": eval_command(setting, manifest, checkpoint, limit, speaker_prefix, recognizer) if manifest is not None else None,
         "codec": _codec_info(codec, checkpoint),
         "data": _data_info(utterances, manifest, limit, speaker_prefix),
         "methods": METHODS,

@@ -43,11 +43,12 @@ def evaluate_tts(
     use_ref_text: bool = True,
     options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    recognizer: str | None = None,
 ) -> dict[str, Any]:
     """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...)."""
     from flexitts.audio import load_audio
     from flexitts.evaluation.similarity import SpeakerSimilarity
-    from flexitts.evaluation.wer import PocketsphinxRecognizer, word_error_rate
+    from flexitts.evaluation.wer import make_recognizer, word_error_rate
 
     if ref_strategy not in REF_STRATEGIES:
         raise DataError(f"ref strategy must be one of {REF_STRATEGIES}, not '{ref_strategy}'")
@@ -59,7 +60,7 @@ def evaluate_tts(
     if not rows:
         raise DataError(f"'{path}' has no utterance{' of speakers ' + speaker_prefix + '*' if speaker_prefix else ''}")
     refs = pick_references(rows, pool) if ref_strategy == "same-speaker" else [None] * len(rows)
-    recognizer, similarity = PocketsphinxRecognizer(), SpeakerSimilarity()
+    asr, similarity = make_recognizer(recognizer), SpeakerSimilarity()
     items = []
     for number, (row, reference) in enumerate(zip(rows, refs)):
         ref_audio = str(reference.resolve(path.parent)) if reference is not None else ref
@@ -71,7 +72,7 @@ def evaluate_tts(
         reference_wav, _ = load_audio(ref_audio, target_rate=rate)
         items.append({
             "audio": row.audio, "speaker": row.speaker, "text": row.text, "reference": str(ref_audio),
-            "hypothesis": recognizer.transcribe(wav, rate), "original_hypothesis": recognizer.transcribe(original, rate),
+            "hypothesis": asr.transcribe(wav, rate), "original_hypothesis": asr.transcribe(original, rate),
             "similarity": similarity.score(wav, rate, reference_wav, rate),
             "original_similarity": similarity.score(original, rate, reference_wav, rate),
             "seconds": len(wav) / rate, "rtf": seconds / max(1e-9, len(wav) / rate),

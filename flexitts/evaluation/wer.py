@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from flexitts.errors import DependencyError
+from flexitts.errors import ConfigError, DependencyError
 
 _PUNCT = re.compile(r"[^\w\s']|_")
 
@@ -77,3 +77,42 @@ class PocketsphinxRecognizer:
         decoder.end_utt()
         hyp = decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
+
+
+@dataclass
+class WhisperRecognizer:
+    """openai-whisper transcription from a checkpoint on disk (an official `.pt`, a path or cached-path URI);
+    greedy decoding in English, float32 (for CPUs). Input: any rate, mono `[T]`."""
+
+    checkpoint: str
+    device: str = "cpu"
+    _model: object = field(default=None, init=False, repr=False)
+
+    def _get_model(self):
+        if self._model is None:
+            try:
+                import whisper
+            except ImportError:
+                raise DependencyError("openai-whisper is not installed: run `make setup`") from None
+            from flexitts.checkpoints import resolve_checkpoint
+
+            path = resolve_checkpoint(self.checkpoint, what="whisper checkpoint")
+            self._model = whisper.load_model(str(path), device=self.device)
+        return self._model
+
+    def transcribe(self, wav: torch.Tensor | np.ndarray, sample_rate: int) -> str:
+        from flexitts.audio import resample
+
+        audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, 16000).numpy()
+        result = self._get_model().transcribe(audio, language="en", fp16=False, temperature=0.0,
+                                              condition_on_previous_text=False, verbose=None)
+        return str(result["text"]).strip()
+
+
+def make_recognizer(spec: str | None = None) -> PocketsphinxRecognizer | WhisperRecognizer:
+    """`None` / "pocketsphinx": the offline pocketsphinx recogniser; "whisper:PATH_OR_URI": openai-whisper."""
+    if spec in (None, "", "pocketsphinx"):
+        return PocketsphinxRecognizer()
+    if spec.startswith("whisper:") and len(spec) > len("whisper:"):
+        return WhisperRecognizer(spec[len("whisper:"):])
+    raise ConfigError(f"recogniser '{spec}' is not known: use pocketsphinx or whisper:PATH_TO_CHECKPOINT.pt")

@@ -66,6 +66,21 @@ class WaveformGANMixin:
         fm = feature_matching_loss(real_maps, fake_maps)
         return c.lambda_adv * adv + c.lambda_fm * fm, {"adv": adv.detach(), "fm": fm.detach()}
 
+    def generator_outputs(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], y_hat: torch.Tensor,
+                          target: torch.Tensor, step: int, return_audio: bool = False) -> dict[str, torch.Tensor]:
+        """The end of a generator's `training_step`: add the adversarial terms when the GAN is on at `step`,
+        and return `{"loss", **parts}` with the generated audio under "audio" when the discriminator (or the
+        caller) needs it."""
+        gan_active = self.gan_active(step)
+        if gan_active:
+            adversarial, gan_parts = self.adversarial_losses(y_hat, target)
+            loss = loss + adversarial
+            parts = {**parts, **gan_parts}
+        out = {"loss": loss, **parts}
+        if return_audio or gan_active:  # the discriminator's step needs what the generator made
+            out["audio"] = y_hat
+        return out
+
     def discriminator_step(self, batch: dict[str, Any], generated: torch.Tensor) -> dict[str, torch.Tensor]:
         """LSGAN discriminator loss on the batch's real audio and `generated` (`[B, S']`, detached here)."""
         disc = self.build_discriminator()

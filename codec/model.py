@@ -436,12 +436,4 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
         out = {"mel": mel.detach(), "commit": q.commitment.detach(), "codebook": q.codebook.detach(),
                "align": align.detach(),
                "frame_rate": (mask.sum() * BASE_FRAME_RATE / frames.sum().clamp(min=1)).detach().float()}
-        gan_active = self.gan_active(step)
-        if gan_active:
-            adversarial, parts = self.adversarial_losses(y_hat, target)
-            loss = loss + adversarial
-            out.update(parts)
-        out = {"loss": loss, **out}
-        if return_audio or gan_active:  # the discriminator's step needs what the generator made
-            out["audio"] = y_hat
-        return out
+        return self.generator_outputs(loss, out, y_hat, target, step, return_audio)

@@ -236,15 +236,7 @@ class Vocoder(WaveformGANMixin, nn.Module, PretrainedMixin):
         mel_l1 = self.mel_loss(y_hat, target, lengths)
         loss = c.lambda_mel * mel_l1
         out = {"mel": mel_l1.detach()}
-        gan_active = self.gan_active(step)
-        if gan_active:
-            adversarial, parts = self.adversarial_losses(y_hat, target)
-            loss = loss + adversarial
-            out.update(parts)
-        out = {"loss": loss, **out}
-        if return_audio or gan_active:  # the discriminator's step needs what the generator made
-            out["audio"] = y_hat
-        return out
+        return self.generator_outputs(loss, out, y_hat, target, step, return_audio)
 
 
 def vocos_config(config_file: str | os.PathLike, **overrides: Any) -> VocoderConfig:

@@ -133,11 +133,6 @@ def validation_loss(model: Voicebox, dataset: NARDataset, max_units: int, seed: 
     return total / max(1, count)
 
 
-def build_nar_config(run: RunConfig) -> VoiceboxConfig:
-    """The `VoiceboxConfig` of the model section (`preset` picks the starting sizes)."""
-    return run.model_config(VoiceboxConfig)
-
-
 def train_nar(
     run: RunConfig,
     data: str | None = None,
@@ -152,7 +147,7 @@ def train_nar(
     if not source:
         raise ConfigError("no token cache: pass --data or set data.train in the config (build it with `flexitts data tokens`)")
     cache = TokenCache(data if data else run.resolve(source))
-    config = build_nar_config(run)
+    config = run.model_config(VoiceboxConfig)
     max_seconds = float(run.data.get("max_seconds", 12.0))
     settings = run.data.get("settings")
     train_set = NARDataset(cache, config.mel, settings, max_seconds, run.data.get("max_items"))

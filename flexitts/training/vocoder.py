@@ -43,11 +43,6 @@ def copy_synthesis_metrics(model: Vocoder, dataset: AudioCropDataset, batch_seco
     return {"valid_mel": total / max(1, count)}
 
 
-def build_vocoder_config(run: RunConfig) -> VocoderConfig:
-    """The `VocoderConfig` of the model section (`preset` picks the starting sizes)."""
-    return run.model_config(VocoderConfig)
-
-
 def train_vocoder(
     run: RunConfig,
     data: str | None = None,
@@ -57,5 +52,5 @@ def train_vocoder(
     progress: bool = True,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train (or fine-tune from `init`, or `resume`) the vocoder; returns the result and final metrics."""
-    return train_on_crops(run, "vocoder", Vocoder, build_vocoder_config(run), copy_synthesis_metrics, data, out_dir, init, resume, progress,
+    return train_on_crops(run, "vocoder", Vocoder, run.model_config(VocoderConfig), copy_synthesis_metrics, data, out_dir, init, resume, progress,
                           default_crop_seconds=1.28)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K
+
 logger = logging.getLogger("flexitts.app")
 
 BASE_RATE_HZ = 12.5  # no merging: the slider's top end maps to threshold 1.0
@@ -152,7 +154,7 @@ class DemoSynthesizer:
 
     def __call__(self, ref_audio: str | None, ref_text: str | None, text: str | None, text_file: str | None = None,
                  frame_rate_hz: float | None = DEFAULT_RATE_HZ, temperature: float = 1.0, top_k: int = 25,
-                 top_p: float = 1.0, duration_top_k: int = 1, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
+                 top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
                  seed: int | None = 0, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
 
@@ -245,7 +247,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
     synthesizer = DemoSynthesizer(tts, max_text_chars=max_text_chars)
 
     def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_RATE_HZ, temperature=1.0,
-                   top_k=25, top_p=1.0, duration_top_k=1, steps=15, cfg=2.0, speed=1.0, seed=0,
+                   top_k=25, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
                    progress=gr.Progress()):
         """Speak `text` (or the .txt `text_file`) in the voice of `ref_audio`; returns the audio, the boundary
         picture, the average token rate and a details panel (per-stage timings)."""
@@ -298,7 +300,8 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
                         top_k = gr.Slider(1, 100, value=25, step=1, label="Top-k")
                     with gr.Row():
                         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
-                        duration_top_k = gr.Slider(1, 8, value=1, step=1, label="Duration top-k (1 = greedy)")
+                        duration_top_k = gr.Slider(1, 8, value=DEFAULT_DURATION_TOP_K, step=1,
+                                                   label="Duration top-k (1 = greedy)")
                 with gr.Accordion("Rendering", open=False):
                     with gr.Row():
                         steps = gr.Slider(1, 64, value=15, step=1, label="NAR steps")

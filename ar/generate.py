@@ -7,6 +7,12 @@ symbols). On the demo corpus speech runs at 17 symbols a second (5th-95th percen
 10.9-23.2), so 12.5 Hz tokens come at 0.54-1.15 per symbol, 6.25 Hz ones at 0.27-0.58 and 3 Hz ones at
 0.13-0.28. The defaults, 0.15 and 2.0, leave room on both sides at every rate from about 3.5 to 12.5 Hz;
 pass lower ratios for slower token rates. EOS is masked until `min` tokens exist; generation always stops at `max`.
+
+`pace=(lo, hi)` adds bounds in time taken from the prompt's speaking pace (12.5 Hz frames per phoneme symbol of
+its transcript): EOS is masked until the new speech covers `lo` times the frames the prompt's pace predicts for
+the new phonemes, and generation stops once it covers `hi` times them. This is the prompt-ratio length rule of
+non-autoregressive systems (F5-TTS, E2) applied as a guard rail: inside the window the model still decides
+where to stop, but a model whose EOS comes early (or never) cannot speak at twice or half the prompt's pace.
 """
 from __future__ import annotations
 
@@ -144,7 +150,7 @@ def _generators(seed: Any, batch: int, device: torch.device) -> list[torch.Gener
 
 
 def _check_settings(temperature: float, top_k: int, top_p: float, duration_top_k: int, duration_temperature: float,
-                    min_len_ratio: float, max_len_ratio: float) -> None:
+                    min_len_ratio: float, max_len_ratio: float, pace: tuple[float, float] | None = None) -> None:
     if temperature < 0 or duration_temperature < 0:
         raise ConfigError("temperature and duration_temperature must be >= 0 (0 is greedy)")
     if top_k < 0 or duration_top_k < 0:
@@ -153,6 +159,18 @@ def _check_settings(temperature: float, top_k: int, top_p: float, duration_top_k
         raise ConfigError(f"top_p must be in (0, 1], not {top_p}")
     if min_len_ratio < 0 or max_len_ratio <= 0 or min_len_ratio > max_len_ratio:
         raise ConfigError(f"need 0 <= min_len_ratio <= max_len_ratio and max_len_ratio > 0, got {min_len_ratio} and {max_len_ratio}")
+    if pace is not None and (len(pace) != 2 or not 0 <= pace[0] <= pace[1] or not pace[1] > 0):
+        raise ConfigError(f"pace must be (lo, hi) with 0 <= lo <= hi and hi > 0, got {pace}")
+
+
+def paced_frame_bounds(new_phonemes: int, prompt_phonemes: int, prompt_frames: int,
+                       pace: tuple[float, float]) -> tuple[int, int | None]:
+    """(min, max) 12.5 Hz frames for `new_phonemes` symbols at the prompt's pace (`prompt_frames` frames for its
+    `prompt_phonemes` symbols), scaled by `pace = (lo, hi)`; `(0, None)` (no bounds) without a paced prompt."""
+    if prompt_phonemes < 1 or prompt_frames < 1:
+        return 0, None
+    expected = new_phonemes * prompt_frames / prompt_phonemes
+    return int(math.floor(expected * pace[0])), max(1, int(math.ceil(expected * pace[1])))
 
 
 # -- the loop ------------------------------------------------------------------------------------------------
@@ -174,6 +192,7 @@ def generate(
     seed: int | Sequence[int] | None = None,
     use_cache: bool = True,
     max_new_tokens: int | None = None,
+    pace: tuple[float, float] | None = None,
 ) -> ARGeneration:
     """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
 
@@ -192,12 +211,14 @@ def generate(
         use_cache: reuse keys/values (`transformers.DynamicCache`); False re-runs the whole sequence per token
             and gives the same tokens (for checking).
         max_new_tokens: an absolute cap on top of `max_len_ratio`.
+        pace: `(lo, hi)`, e.g. `(0.8, 1.25)`: also bound the new speech's length in frames by the prompt's speaking
+            pace (see the module docstring); items without a prompt transcript are not paced. None: off.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
     """
     cfg = model.config
-    _check_settings(temperature, top_k, top_p, duration_top_k, duration_temperature, min_len_ratio, max_len_ratio)
+    _check_settings(temperature, top_k, top_p, duration_top_k, duration_temperature, min_len_ratio, max_len_ratio, pace)
     texts, ref_ph, ref_codes, ref_durs = _batch_inputs(phonemes, prompt_codes, prompt_durations, prompt_phonemes)
     batch = len(texts)
     device = next(model.parameters()).device
@@ -230,6 +251,10 @@ def generate(
         max_len = max_len.clamp(max=max_new_tokens)
         min_len = torch.minimum(min_len, max_len)
     min_len, max_len = min_len.to(device), max_len.to(device)
+    bounds = [paced_frame_bounds(t.numel(), r.numel(), int(d.sum()), pace) if pace is not None else (0, None)
+              for t, r, d in zip(texts, ref_ph, ref_durs)]
+    min_frames = torch.tensor([lo for lo, _ in bounds], dtype=torch.long, device=device)
+    max_frames = torch.tensor([hi if hi is not None else 2**62 for _, hi in bounds], dtype=torch.long, device=device)
     longest = int(max_len.max())
     prefix_longest = max(int(r.numel() + t.numel() + c.numel()) for r, t, c in zip(ref_ph, texts, ref_codes)) + 4
     if prefix_longest + longest > cfg.max_positions:
@@ -242,7 +267,8 @@ def generate(
     model.eval()
     try:
         return _loop(
-            model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, _generators(seed, batch, device),
+            model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
+            _generators(seed, batch, device),
             temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device,
         )
     finally:
@@ -258,6 +284,8 @@ def _loop(
     rates: list[float],
     min_len: torch.Tensor,
     max_len: torch.Tensor,
+    min_frames: torch.Tensor,
+    max_frames: torch.Tensor,
     generators: list[torch.Generator],
     temperature: float,
     top_k: int,
@@ -267,8 +295,9 @@ def _loop(
     use_cache: bool,
     device: torch.device,
 ) -> ARGeneration:
-    """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum,
-    sample the next code (EOS masked below the minimum), stop items at EOS, feed the new token."""
+    """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum
+    (tokens, or frames covered), sample the next code (EOS masked below the minimum tokens or frames), stop items
+    at EOS, feed the new token."""
     from transformers import DynamicCache
 
     cfg = model.config
@@ -308,12 +337,14 @@ def _loop(
             chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen
-        active = active & (step < max_len)
+        covered = out_durs.sum(dim=1)  # frames of the new speech so far
+        active = active & (step < max_len) & (covered < max_frames)
         if not bool(active.any()):
             break
         logits = model.code_head(state).to(_sampling_dtype(state))
         # EOS is not a choice before the minimum length.
-        logits[:, cfg.eos_id] = torch.where(step < min_len, float("-inf"), logits[:, cfg.eos_id])
+        too_short = (step < min_len) | (covered < min_frames)
+        logits[:, cfg.eos_id] = torch.where(too_short, float("-inf"), logits[:, cfg.eos_id])
         token = sample_from_logits(logits, uniforms[:, 1], temperature, top_k, top_p)
         is_eos = active & (token == cfg.eos_id)
         ended_by_eos |= is_eos

@@ -279,13 +279,14 @@ class ARModel(nn.Module, PretrainedMixin):
         seed: int | Sequence[int] | None = None,
         use_cache: bool = True,
         max_new_tokens: int | None = None,
+        pace: tuple[float, float] | None = None,
     ) -> "ARGeneration":  # noqa: F821 (ar.generate imports this module)
         """Sample new codes and durations (the new speech only); see `ar.generate.generate` for the arguments."""
         from ar.generate import generate
 
         return generate(
             self, phonemes, prompt_codes, prompt_durations, prompt_phonemes, rate, temperature, top_k, top_p,
-            duration_top_k, duration_temperature, min_len_ratio, max_len_ratio, seed, use_cache, max_new_tokens,
+            duration_top_k, duration_temperature, min_len_ratio, max_len_ratio, seed, use_cache, max_new_tokens, pace,
         )
 
     def num_parameters(self) -> int:

@@ -45,6 +45,9 @@ class VoiceboxConfig:
     loss: str = "l1"
     prompt_range: list[float] = field(default_factory=lambda: [0.0, 0.7])  # share of frames kept as context
     prompt_at_start_prob: float = 0.5  # share of items whose context span starts at frame 0 (as at inference)
+    # --- code encoder and mel prior (nar/code_prior.py); 0 layers: codes enter through their embedding alone ---
+    code_encoder_layers: int = 0
+    prior_loss_weight: float = 0.0  # weight of the L1 loss between the prior mel and the target mel
 
     def __post_init__(self) -> None:
         self.mel = MelConfig.from_any(self.mel)
@@ -61,6 +64,10 @@ class VoiceboxConfig:
         lo, hi = self.prompt_range if len(self.prompt_range) == 2 else (-1.0, -1.0)
         if not 0.0 <= lo <= hi < 1.0:
             raise ConfigError(f"prompt_range must be [low, high] with 0 <= low <= high < 1, got {self.prompt_range}")
+        if self.code_encoder_layers < 0 or self.prior_loss_weight < 0:
+            raise ConfigError("code_encoder_layers and prior_loss_weight must be >= 0")
+        if self.prior_loss_weight > 0 and not self.code_encoder_layers:
+            raise ConfigError("prior_loss_weight needs a code encoder: set code_encoder_layers >= 1")
         if not 0.0 <= self.cond_drop_prob < 1.0 or self.sigma < 0 or self.num_layers < 1:
             raise ConfigError("cond_drop_prob in [0, 1), sigma >= 0 and num_layers >= 1 are required")
         if self.conv_pos_kernel and (self.conv_pos_kernel % 2 == 0 or self.dim % self.conv_pos_groups):

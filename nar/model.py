@@ -23,6 +23,7 @@ from codec.common.pretrained import PretrainedMixin
 from codec.dynamic import unmerge
 from codec.framing import length_mask
 from nar.config import VoiceboxConfig
+from nar.code_prior import CodePrior
 from nar.mel import MelSpectrogram
 from nar.sampling import concat_padded, guided_velocity, item_noise, slice_padded, time_grid
 from nar.transformer import AdaLNTransformer, sinusoidal_embedding
@@ -64,6 +65,8 @@ class Voicebox(nn.Module, PretrainedMixin):
         m = c.mel.n_mels
         self.mel = MelSpectrogram(c.mel)  # no weights: turns `wav` batches into training targets
         self.code_embed = CodeEmbedding(c)
+        self.code_prior = (CodePrior(c.dim, m, c.mel.frames_per_base, c.code_encoder_layers)
+                           if c.code_encoder_layers else None)
         self.in_proj = nn.Linear(2 * m + 1, c.dim)  # [x_t, context mel, context flag]
         self.time_mlp = nn.Sequential(nn.Linear(c.time_embed_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.transformer = AdaLNTransformer(c.dim, c.num_layers, c.num_heads, c.ffn_dim, c.dropout,
@@ -85,9 +88,24 @@ class Voicebox(nn.Module, PretrainedMixin):
             ids = F.pad(ids, (0, max(0, frames - ids.shape[1])))[:, :frames]
         return ids
 
+    def condition(self, code_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-frame code condition `[B, F, D]` and, with a code encoder, the prior mel `[B, F, M]` (else None).
+
+        Args:
+            code_ids: `[B, F]` code of each frame (constant over each base frame's `frames_per_base` frames).
+            mask: `[B, F]` valid frames.
+        """
+        if self.code_prior is None:
+            return self.code_embed(code_ids), None
+        fpb, frames = self.config.mel.frames_per_base, code_ids.shape[1]
+        base_mask = mask[:, ::fpb]
+        cond, prior = self.code_prior(self.code_embed(code_ids[:, ::fpb]), base_mask)
+        return cond[:, :frames], prior[:, :frames]
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, code_ids: torch.Tensor, code_keep: torch.Tensor,
-                context: torch.Tensor, context_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Velocity `[B, F, M]`.
+                context: torch.Tensor, context_mask: torch.Tensor, lengths: torch.Tensor,
+                return_prior: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Velocity `[B, F, M]` (and the prior mel `[B, F, M]` or None with `return_prior`).
 
         Args:
             x_t: `[B, F, M]` noisy mel at time `t [B]`.
@@ -99,11 +117,13 @@ class Voicebox(nn.Module, PretrainedMixin):
         ctx_mask = context_mask & mask
         ctx = context * ctx_mask[..., None].to(context.dtype)
         h = self.in_proj(torch.cat([x_t, ctx, ctx_mask[..., None].to(x_t.dtype)], dim=-1))
-        h = h + self.code_embed(code_ids) * code_keep[:, None, None].to(h.dtype)
+        cond, prior = self.condition(code_ids, mask)
+        h = h + cond * code_keep[:, None, None].to(h.dtype)
         h = h * mask[..., None].to(h.dtype)
         time_emb = self.time_mlp(sinusoidal_embedding(t, self.config.time_embed_dim).to(h.dtype))
         h = self.transformer(h, time_emb, mask)
-        return self.out_proj(h) * mask[..., None].to(h.dtype)
+        velocity = self.out_proj(h) * mask[..., None].to(h.dtype)
+        return (velocity, prior) if return_prior else velocity
 
     # ------------------------------------------------------------------ training
     def _context_spans(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -155,13 +175,22 @@ class Voicebox(nn.Module, PretrainedMixin):
 
         keep = torch.rand(batch_size, device=device) >= c.cond_drop_prob  # False: unconditional item
         ctx_mask = self._context_spans(lengths)[:, :frames] & keep[:, None] & mask
-        pred = self(x_t * mask[..., None].to(x1.dtype), t, code_ids, keep, x1, ctx_mask, lengths)
+        pred, prior = self(x_t * mask[..., None].to(x1.dtype), t, code_ids, keep, x1, ctx_mask, lengths,
+                           return_prior=True)
 
         loss_mask = (mask & ~ctx_mask)[..., None].to(pred.dtype)
         err = (pred - target).abs() if c.loss == "l1" else (pred - target) ** 2
-        loss = (err * loss_mask).sum() / (loss_mask.sum() * pred.shape[-1]).clamp(min=1.0)
+        flow = (err * loss_mask).sum() / (loss_mask.sum() * pred.shape[-1]).clamp(min=1.0)
         share = ctx_mask.sum().float() / mask.sum().clamp(min=1).float()
-        return {"loss": loss, "flow": loss.detach(), "context": share.detach()}
+        out = {"loss": flow, "flow": flow.detach(), "context": share.detach()}
+        if prior is not None and c.prior_loss_weight > 0:
+            # Every valid frame of every item (dropping the condition is the transformer's business, not the
+            # prior's): the encoder learns the speaker-independent mel of each code.
+            valid = mask[..., None].to(prior.dtype)
+            prior_l1 = ((prior - x1).abs() * valid).sum() / (valid.sum() * prior.shape[-1]).clamp(min=1.0)
+            out["loss"] = flow + c.prior_loss_weight * prior_l1
+            out["prior"] = prior_l1.detach()
+        return out
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -244,6 +244,32 @@ def test_generation_always_stops_at_the_maximum_length():
     assert capped.lengths.tolist() == [4]
 
 
+def test_pace_bounds_the_new_speech_in_frames():
+    from ar.generate import paced_frame_bounds
+
+    # Prompt: 5 phonemes over 10 frames = 2 frames a phoneme; 20 new phonemes -> 40 frames expected.
+    assert paced_frame_bounds(20, 5, 10, (0.8, 1.25)) == (32, 50)
+    assert paced_frame_bounds(20, 0, 10, (0.8, 1.25)) == (0, None)  # no transcript: not paced
+    prompt = dict(prompt_codes=[[1, 2, 3]], prompt_durations=[[4, 4, 2]], prompt_phonemes=[[6, 7, 8, 9, 10]])
+    text = list(range(6, 26))
+    model = tiny_model()
+    _force_eos(model, 1e4)  # EOS wins whenever it is allowed: the speech ends at the first step past 32 frames
+    early = model.generate(text, pace=(0.8, 1.25), duration_top_k=0, seed=0, **prompt)
+    frames = int(early.durations[0].sum())
+    assert early.ended_by_eos.all() and 32 <= frames < 32 + model.config.max_duration
+    assert int(early.durations[0, : early.lengths[0] - 1].sum()) < 32  # it did not go on past the bound
+    _force_eos(model, -1e4)  # EOS never wins: stopped once 50 frames are covered, long before 2 tokens a phoneme
+    late = model.generate(text, pace=(0.8, 1.25), duration_top_k=0, seed=0, **prompt)
+    frames = int(late.durations[0].sum())
+    assert not late.ended_by_eos.any() and 50 <= frames < 50 + model.config.max_duration
+    assert int(late.lengths[0]) < 2 * len(text)
+    # Without a prompt transcript the item is not paced: the token limit alone stops it.
+    free = model.generate(text, pace=(0.8, 1.25), max_len_ratio=1.5, seed=0)
+    assert free.lengths.tolist() == [30]
+    with pytest.raises(ConfigError):
+        model.generate(text, pace=(1.5, 1.0), **prompt)
+
+
 def test_rate_conditions_the_model():
     model = tiny_model()
     batch = random_batch([(4, 5)])

@@ -23,10 +23,10 @@ def tiny_config(**overrides) -> VoiceboxConfig:
     return VoiceboxConfig.demo(**values)
 
 
-@pytest.fixture(scope="module")
-def model() -> Voicebox:
+@pytest.fixture(scope="module", params=[0, 2], ids=["embedding", "code-encoder"])
+def model(request) -> Voicebox:
     torch.manual_seed(0)
-    net = Voicebox(tiny_config()).eval()
+    net = Voicebox(tiny_config(code_encoder_layers=request.param)).eval()
     # adaLN-Zero starts every block as the identity; perturb so that the tests see a non-trivial network.
     with torch.no_grad():
         for p in net.parameters():
@@ -165,6 +165,39 @@ def test_training_step_overfits_a_tiny_batch():
         opt.step()
     after = fixed_loss()
     assert after < 0.7 * before, (before, after)
+
+
+def test_code_prior_learns_the_mel_of_each_code_and_grows_from_a_plain_checkpoint(tmp_path):
+    from flexitts.training.nar import grown_state
+
+    with pytest.raises(ConfigError):
+        tiny_config(prior_loss_weight=1.0)  # a prior needs the encoder
+    torch.manual_seed(0)
+    net = Voicebox(tiny_config(dim=48, num_layers=2, code_encoder_layers=2, prior_loss_weight=1.0))
+    batch = make_batch(net, [8, 6, 5])
+    torch.manual_seed(123)
+    first = net.training_step(batch)
+    assert set(first) == {"loss", "flow", "context", "prior"}
+    assert torch.allclose(first["loss"].detach(), first["flow"] + first["prior"])
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    for _ in range(40):
+        out = net.training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    # The prior alone now predicts each frame's mel from its code (the target is a function of the code).
+    mask = torch.arange(batch["mel"].shape[1])[None, :] < batch["mel_lengths"][:, None]
+    with torch.no_grad():
+        _, prior = net.condition(net.frame_codes(batch["codes"], batch["durations"]), mask)
+    err = float(((prior - batch["mel"]).abs() * mask[..., None]).sum() / (mask.sum() * prior.shape[-1]))
+    assert err < 0.5 * float(first["prior"]), (err, float(first["prior"]))
+    # A checkpoint without the encoder starts it: its tensors are copied, the encoder keeps its own.
+    plain = Voicebox(tiny_config(dim=48, num_layers=2))
+    state = grown_state(net, plain.state_dict())
+    assert torch.equal(state["in_proj.weight"], plain.state_dict()["in_proj.weight"])
+    assert torch.equal(state["code_prior.to_mel.weight"], net.state_dict()["code_prior.to_mel.weight"])
+    with pytest.raises(ConfigError):
+        grown_state(plain, net.state_dict())  # the other way round: tensors the model lacks
 
 
 def test_training_step_accepts_waveforms_and_checks_durations():

@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dynamic.add_argument("--asr", default=None, help="ASR features: bundled CTC recogniser (default), a checkpoint, or whisper:PATH")
     dynamic.add_argument("--limit", type=int, default=None, help="use only the first N utterances of the manifest")
     dynamic.add_argument("--merge-frames", type=int, default=1_000_000, help="frames in the merge benchmark (default 10^6)")
+    dynamic.add_argument("--device", default="cpu", help="device for the merge timing (cpu, cuda; default cpu)")
     dynamic.set_defaults(func=run_dynamic)
     codec = components.add_parser("codec", help="codec encode/decode real-time factor, memory, quality per rate and Q")
     codec.add_argument("--checkpoint", default=None, metavar="PATH_OR_URI",
@@ -61,7 +62,8 @@ def run_dynamic(args: argparse.Namespace) -> int:
         from flexitts.data.features import manifest_features
 
         features = manifest_features(args.manifest, load_asr_features(args.asr), limit=args.limit)
-    result = run_dynamic_benchmark(args.out, features, merge_frames=args.merge_frames)
+    result = run_dynamic_benchmark(args.out, features, merge_frames=args.merge_frames,
+                                   merge_device=args.device)
     merge = result.get("merge", {})
     print(
         f"wrote {args.out}/dynamic.md and dynamic.json; merge speed-up over the loop: "

@@ -5,6 +5,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_PACE
+
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
     text = parser.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="text to speak")
@@ -22,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="AR code sampling temperature")
     parser.add_argument("--top-k", type=int, default=25, help="AR code sampling top-k")
     parser.add_argument("--top-p", type=float, default=1.0, help="AR code sampling top-p")
-    parser.add_argument("--duration-top-k", type=int, default=1, help="duration sampling top-k (1: greedy)")
+    parser.add_argument("--duration-top-k", type=int, default=DEFAULT_DURATION_TOP_K,
+                        help=f"duration sampling top-k (default {DEFAULT_DURATION_TOP_K}: sampled; 1: greedy)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--pace", type=float, nargs=2, default=DEFAULT_PACE, metavar=("LO", "HI"),
+                      help="length window relative to the reference's pace (default: %(default)s)")
+    pace.add_argument("--no-pace", action="store_true", help="let the AR's end-of-speech token alone decide the length")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor (2: twice as fast)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     wav, rate, info = tts.synthesize(
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k, speed=args.speed, seed=args.seed,
+        top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k,
+        pace=None if args.no_pace else tuple(args.pace), speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
     print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "

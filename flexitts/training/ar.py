@@ -160,14 +160,18 @@ def teacher_forced_accuracy(model: ARModel, dataset: ARTokenDataset, max_units: 
     }
 
 
-def generated_length_ratio(model: ARModel, cache: TokenCache, setting: str, count: int, seed: int = 0) -> dict[str, float]:
+def generated_length_ratio(model: ARModel, cache: TokenCache, setting: str, count: int, seed: int = 0,
+                           **sampling: Any) -> dict[str, float]:
     """Generate `count` items of `cache` (each prompted by another utterance of its speaker, at the prompt's
-    rate) and compare the token counts with the ground truth: mean ratio and mean |ratio - 1|."""
+    rate) and compare with the ground truth: mean ratio of token counts and its mean |ratio - 1|, and the same
+    for the frames the speech covers (`gen_frame_ratio`, `gen_frame_error`). `sampling` goes to `generate`
+    (e.g. `pace`, `duration_top_k`); by default the model's own EOS and greedy durations decide."""
     rng = random.Random(seed)
     by_speaker: dict[str, list[int]] = {}
     for i, row in enumerate(cache.rows):
         by_speaker.setdefault(row["speaker"], []).append(i)
     ratios: list[float] = []
+    frame_ratios: list[float] = []
     chosen = [i for i in range(len(cache)) if len(by_speaker[cache.rows[i]["speaker"]]) > 1][:count]
     for start in range(0, len(chosen), 8):
         group = chosen[start : start + 8]
@@ -177,12 +181,18 @@ def generated_length_ratio(model: ARModel, cache: TokenCache, setting: str, coun
             prompt_codes=[cache.item(j).codes[setting].tolist() for j in prompts],
             prompt_durations=[cache.item(j).durations[setting].tolist() for j in prompts],
             prompt_phonemes=[cache.item(j).phonemes.tolist() for j in prompts],
-            seed=seed,
+            seed=seed, **sampling,
         )
-        ratios += [int(n) / len(cache.item(i).codes[setting]) for n, i in zip(out.lengths.tolist(), group)]
+        for k, i in enumerate(group):
+            codes, durations = out.item(k)
+            item = cache.item(i)
+            ratios.append(len(codes) / len(item.codes[setting]))
+            frame_ratios.append(int(durations.sum()) / item.frames)
     if not ratios:
         return {}
-    return {"gen_len_ratio": float(np.mean(ratios)), "gen_len_error": float(np.mean([abs(r - 1) for r in ratios]))}
+    return {"gen_len_ratio": float(np.mean(ratios)), "gen_len_error": float(np.mean([abs(r - 1) for r in ratios])),
+            "gen_frame_ratio": float(np.mean(frame_ratios)),
+            "gen_frame_error": float(np.mean([abs(r - 1) for r in frame_ratios]))}
 
 
 # -- building ------------------------------------------------------------------------------------------------

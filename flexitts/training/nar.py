@@ -133,6 +133,18 @@ def validation_loss(model: Voicebox, dataset: NARDataset, max_units: int, seed: 
     return total / max(1, count)
 
 
+def grown_state(model: torch.nn.Module, init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`model`'s state with every tensor of `init` copied in, so a checkpoint can start a model that adds modules
+    (e.g. a code encoder): the new modules keep their fresh initialisation. A tensor of `init` that the model
+    lacks or holds in another shape is a configuration mismatch and raises."""
+    state = model.state_dict()
+    wrong = [k for k, v in init.items() if k not in state or state[k].shape != v.shape]
+    if wrong:
+        raise ConfigError(f"the init checkpoint does not fit this model ({len(wrong)} tensors, e.g. '{wrong[0]}'): "
+                          "use the same sizes in the config's model section")
+    return {**state, **init}
+
+
 def train_nar(
     run: RunConfig,
     data: str | None = None,
@@ -158,7 +170,7 @@ def train_nar(
 
     seed_everything(run.training.seed)
     model = Voicebox(config)
-    init_state = Voicebox.from_pretrained(init).state_dict() if init else None
+    init_state = grown_state(model, Voicebox.from_pretrained(init).state_dict()) if init else None
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         if valid_set is None:

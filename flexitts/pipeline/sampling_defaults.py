@@ -1,0 +1,8 @@
+"""Default AR sampling settings of the pipeline, shared by `TTS`, `flexitts synthesize` and the web demo
+(a torch-free module, so the CLI can show them without importing the models)."""
+
+# Durations are sampled from all 8 classes: a small model's duration head puts most mass on 1 frame (74% of the
+# tokens at the demo threshold), so greedy decoding makes every token 80 ms long and the rate 12.5 Hz.
+DEFAULT_DURATION_TOP_K = 8
+# Length window relative to the reference's pace (frames per phoneme symbol); see `ar.generate`'s docstring.
+DEFAULT_PACE = (0.8, 1.25)

@@ -6,6 +6,8 @@
     tokens  flexitts data tokens --manifest corpus/demo/{train,valid}.jsonl ...     (~5 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 40 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
+            then flexitts train nar --config configs/nar_demo_prior.yaml --init runs/nar_demo/model
+            (adds the code encoder and its mel prior loss, 100 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
@@ -29,10 +31,11 @@ CORPUS = "corpus/demo"
 TOKENS = "runs/tokens_demo"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_demo", "ar": "runs/ar_demo", "nar": "runs/nar_demo",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_demo", "ar": "runs/ar_demo", "nar": "runs/nar_prior",
           "vocoder": "runs/vocoder_demo_polish"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
-RUNS = {"vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
+RUNS = {"nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo")],
+        "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
                     ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo")]}
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from ar.config import BASE_FRAME_RATE
-from ar.sampling import sample_from_logits
+from ar.sampling import sample_from_logits, tilt_to_mean
 from codec.common.errors import ConfigError, TextError
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ def generate(
     use_cache: bool = True,
     max_new_tokens: int | None = None,
     pace: tuple[float, float] | None = None,
+    match_rate: bool = False,
 ) -> ARGeneration:
     """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
 
@@ -213,6 +214,9 @@ def generate(
         max_new_tokens: an absolute cap on top of `max_len_ratio`.
         pace: `(lo, hi)`, e.g. `(0.8, 1.25)`: also bound the new speech's length in frames by the prompt's speaking
             pace (see the module docstring); items without a prompt transcript are not paced. None: off.
+        match_rate: tilt each duration distribution (exponentially, the least change in KL) so that its mean is
+            `12.5 / rate` frames: the speech then comes at the asked token rate even when the duration head
+            under-predicts long merges. Greedy durations then take the tilted argmax.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -268,7 +272,7 @@ def generate(
     try:
         return _loop(
             model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
-            _generators(seed, batch, device),
+            match_rate, _generators(seed, batch, device),
             temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device,
         )
     finally:
@@ -286,6 +290,7 @@ def _loop(
     max_len: torch.Tensor,
     min_frames: torch.Tensor,
     max_frames: torch.Tensor,
+    match_rate: bool,
     generators: list[torch.Generator],
     temperature: float,
     top_k: int,
@@ -334,6 +339,9 @@ def _loop(
         uniforms = torch.stack([torch.rand(2, generator=g, device=device, dtype=torch.float64) for g in generators])
         if step > 0:
             dur_logits = model.duration_head(state).to(_sampling_dtype(state))
+            if match_rate:
+                classes = torch.arange(1, dur_logits.shape[-1] + 1, device=device)
+                dur_logits = tilt_to_mean(dur_logits, classes, BASE_FRAME_RATE / rate.to(dur_logits.dtype))
             chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen

@@ -280,6 +280,7 @@ class ARModel(nn.Module, PretrainedMixin):
         use_cache: bool = True,
         max_new_tokens: int | None = None,
         pace: tuple[float, float] | None = None,
+        match_rate: bool = False,
     ) -> "ARGeneration":  # noqa: F821 (ar.generate imports this module)
         """Sample new codes and durations (the new speech only); see `ar.generate.generate` for the arguments."""
         from ar.generate import generate
@@ -287,6 +288,7 @@ class ARModel(nn.Module, PretrainedMixin):
         return generate(
             self, phonemes, prompt_codes, prompt_durations, prompt_phonemes, rate, temperature, top_k, top_p,
             duration_top_k, duration_temperature, min_len_ratio, max_len_ratio, seed, use_cache, max_new_tokens, pace,
+            match_rate,
         )
 
     def num_parameters(self) -> int:

@@ -22,7 +22,7 @@ import torch
 
 from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_PACE
+from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE, DEFAULT_PACE
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
@@ -222,7 +222,9 @@ class TTS:
         Options (all keywords): merging_threshold or frame_rate (token rate; default: the codec's threshold),
         temperature (1.0), top_k (25), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
         duration_temperature (1.0), pace ((0.8, 1.25): the new speech lasts 0.8-1.25 times what the reference's
-        pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), steps (15), cfg (2.0), rescale_cfg (0.75), sway (None), speed (1.0),
+        pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate (True: durations
+        tilted to average 12.5 / rate frames, so the asked token rate is met), steps (15), cfg (2.0),
+        rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
         max_reference_seconds (10), chunk_seconds (8).
         Returns `(wav float32 [S], sample_rate, info)`.
@@ -248,7 +250,7 @@ class TTS:
     def _run(self, text: str, ref_audio: Any, ref_text: str | None, streaming: bool, merging_threshold: float | None = None,
              frame_rate: float | None = None, temperature: float = 1.0, top_k: int = 25, top_p: float = 1.0,
              duration_top_k: int = DEFAULT_DURATION_TOP_K, duration_temperature: float = 1.0,
-             pace: tuple[float, float] | None = DEFAULT_PACE, steps: int = 15, cfg: float = 2.0,
+             pace: tuple[float, float] | None = DEFAULT_PACE, match_rate: bool = DEFAULT_MATCH_RATE, steps: int = 15, cfg: float = 2.0,
              rescale_cfg: float = 0.75, sway: float | None = None, speed: float = 1.0, seed: int | None = None,
              progress: Progress | None = None, ref_sample_rate: int | None = None,
              max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,
@@ -289,7 +291,7 @@ class TTS:
                     [torch.tensor(i) for i in ids], prompt_codes=[prompt.codes] * n, prompt_durations=[prompt.durations] * n,
                     prompt_phonemes=[torch.tensor(prompt.phoneme_ids)] * n, rate=frame_rate, temperature=temperature,
                     top_k=top_k, top_p=top_p, duration_top_k=duration_top_k, duration_temperature=duration_temperature,
-                    pace=pace, seed=[seed + start + k for k in range(n)],
+                    pace=pace, match_rate=match_rate, seed=[seed + start + k for k in range(n)],
                 )
             generated.extend(out.unbatch())
         lap("ar")

@@ -270,6 +270,29 @@ def test_pace_bounds_the_new_speech_in_frames():
         model.generate(text, pace=(1.5, 1.0), **prompt)
 
 
+def test_match_rate_brings_the_mean_duration_to_the_asked_rate():
+    from ar.sampling import tilt_to_mean
+
+    logits = torch.randn(4, 8, dtype=torch.float64)
+    values = torch.arange(1, 9)
+    target = torch.tensor([1.5, 2.0, 4.0, 7.5], dtype=torch.float64)
+    tilted = tilt_to_mean(logits, values, target)
+    assert torch.allclose((torch.softmax(tilted, -1) * values).sum(-1), target, atol=1e-6)
+    # The tilt is exponential in the value: log-ratios to the untilted logits are linear in it.
+    shift = tilted - logits
+    assert torch.allclose(shift[:, 2] - shift[:, 1], shift[:, 1] - shift[:, 0], atol=1e-9)
+
+    model = tiny_model(torch.float64)
+    _force_eos(model, -1e4)
+    texts = [list(range(6, 36))] * 4
+    for rate in (12.5 / 3, 12.5 / 1.5):
+        out = model.generate(texts, rate=rate, duration_top_k=0, match_rate=True, seed=[0, 1, 2, 3],
+                             max_len_ratio=2.0)
+        durations = out.durations[out.durations > 0].double()
+        assert durations.numel() == 4 * 60
+        assert abs(float(durations.mean()) - 12.5 / rate) < 0.25, (rate, float(durations.mean()))
+
+
 def test_rate_conditions_the_model():
     model = tiny_model()
     batch = random_batch([(4, 5)])

@@ -147,7 +147,7 @@ def run_ar(args: argparse.Namespace) -> int:
     from flexitts.data.token_cache import TokenCache
     from flexitts.errors import DataError
     from flexitts.fileio import write_json_atomic
-    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_PACE
+    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE, DEFAULT_PACE
     from flexitts.training.ar import ARTokenDataset, generated_length_ratio, teacher_forced_accuracy
 
     model = ARModel.from_pretrained(args.checkpoint)
@@ -163,7 +163,7 @@ def run_ar(args: argparse.Namespace) -> int:
             figures.update(generated_length_ratio(model, cache, setting, args.generate))
             # The same sentences with the pipeline's defaults: sampled durations inside the reference-pace window.
             paced = generated_length_ratio(model, cache, setting, args.generate, pace=DEFAULT_PACE,
-                                           duration_top_k=DEFAULT_DURATION_TOP_K)
+                                           duration_top_k=DEFAULT_DURATION_TOP_K, match_rate=DEFAULT_MATCH_RATE)
             figures.update({f"paced_{k}": v for k, v in paced.items()})
             report[setting] = figures
             print(f"{setting}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pace.add_argument("--pace", type=float, nargs=2, default=DEFAULT_PACE, metavar=("LO", "HI"),
                       help="length window relative to the reference's pace (default: %(default)s)")
     pace.add_argument("--no-pace", action="store_true", help="let the AR's end-of-speech token alone decide the length")
+    parser.add_argument("--no-match-rate", action="store_true",
+                        help="sample durations as the model predicts them (default: tilted to the asked token rate)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor (2: twice as fast)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k,
-        pace=None if args.no_pace else tuple(args.pace), speed=args.speed, seed=args.seed,
+        pace=None if args.no_pace else tuple(args.pace), match_rate=not args.no_match_rate, speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
     print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "

@@ -6,3 +6,6 @@
 DEFAULT_DURATION_TOP_K = 8
 # Length window relative to the reference's pace (frames per phoneme symbol); see `ar.generate`'s docstring.
 DEFAULT_PACE = (0.8, 1.25)
+# Tilt each duration distribution so its mean is 12.5 / rate frames: the speech comes at the asked token rate
+# even when the duration head under-predicts long merges (see `ar.generate`'s `match_rate`).
+DEFAULT_MATCH_RATE = True

@@ -313,6 +313,8 @@ def _loop(
     codes, code_lengths = _pad(ref_codes, device)
     durations, _ = _pad(ref_durs, device)
     rate = torch.tensor(rates, dtype=param_dtype, device=device)
+    duration_values = torch.arange(1, cfg.max_duration + 1, device=device)  # class k is a duration of k + 1
+    mean_duration = BASE_FRAME_RATE / torch.tensor(rates, dtype=torch.float64, device=device)  # match_rate's target
 
     # Prefill: the right-padded prefix; new positions go after the longest prefix and skip the padding through
     # the key mask, while each item's position ids continue from its own length.
@@ -340,8 +342,7 @@ def _loop(
         if step > 0:
             dur_logits = model.duration_head(state).to(_sampling_dtype(state))
             if match_rate:
-                classes = torch.arange(1, dur_logits.shape[-1] + 1, device=device)
-                dur_logits = tilt_to_mean(dur_logits, classes, BASE_FRAME_RATE / rate.to(dur_logits.dtype))
+                dur_logits = tilt_to_mean(dur_logits, duration_values, mean_duration)
             chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen

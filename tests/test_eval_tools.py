@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,3 +40,26 @@ def test_resemblyzer_tells_speakers_apart():
     assert float(np.linalg.norm(a1)) == pytest.approx(1.0, abs=1e-4)
     same, different = float(a1 @ a2), float(a1 @ b)
     assert same > different + 0.1, (same, different)
+
+
+
+def test_phone_error_rate_and_reader():
+    import torch
+
+    from codec.asr.ctc_model import CTCPhoneRecognizer
+    from flexitts.audio import resample
+    from flexitts.evaluation.phones import PhoneReader, phone_error_rate
+
+    assert phone_error_rate(["1 2 3 4"], ["1 2 3 4"]) == 0.0
+    assert phone_error_rate(["1 2 3 4", "5 6"], ["1 2 9 4", "5 6"]) == pytest.approx(1 / 6)
+    assert phone_error_rate(["1 2"], [""]) == 1.0  # nothing read: every phone lost
+    assert np.isnan(phone_error_rate([""], ["1"]))  # no reference phones: undefined
+    # The bundled recogniser on real speech: its reading is stable across sample rates, and noise destroys it.
+    reader = PhoneReader(CTCPhoneRecognizer.from_pretrained(Path(__file__).parent.parent / "flexitts/assets/demo/asr").float())
+    wav, rate = load_audio(DATA / "7176_92135_000004_000000.wav")
+    at16 = resample(wav, rate, 16000)
+    phones = reader.read(at16.numpy(), 16000)
+    assert len(phones.split()) >= 10
+    assert phone_error_rate([phones], [reader.read(wav.numpy(), rate)]) < 0.2
+    noise = torch.randn(at16.shape, generator=torch.Generator().manual_seed(0)) * 0.3
+    assert phone_error_rate([phones], [reader.read(noise.numpy(), 16000)]) > 0.6

@@ -117,7 +117,8 @@ def benchmark_rows(steps: Sequence[int] = DEFAULT_STEPS, cfgs: Sequence[float] =
 def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike, *,
                       steps: Sequence[int] = DEFAULT_STEPS, cfgs: Sequence[float] = DEFAULT_CFGS,
                       sway_row: tuple[int, float, float] | None = SWAY_ROW, rescale_cfg: float = 0.75,
-                      wer: bool = True, similarity: bool = True, threads: int | None = None, seed: int = 0,
+                      wer: bool = True, similarity: bool = True, phones: bool = True, threads: int | None = None,
+                      seed: int = 0,
                       info: dict[str, Any] | None = None, progress: Progress = None) -> dict[str, Any]:
     """Benchmark the NAR and the vocoder of `tts` (a `flexitts.TTS`: its codec, nar, vocoder and mel) on `cases`.
 
@@ -127,6 +128,8 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
         out: report path without extension (writes `<out>.json` and `<out>.md`).
         steps, cfgs: the grid of Euler steps x guidance weights; sway_row: an extra (steps, cfg, sway) row or None.
         wer: pocketsphinx on originals, resyntheses and copy-syntheses; similarity: resemblyzer.
+        phones: phone error rate of each output against the original, both read by the bundle's CTC recogniser
+            (`flexitts.evaluation.phones`; skipped when the bundle has none).
         threads: torch intra-op threads (default: every CPU this process may use); seed: noise seed of the first
             utterance (utterance i uses seed + i in every row, so rows differ only by their settings).
     """
@@ -136,6 +139,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
     from flexitts.benchmarks.codec import (PeakMemory, corpus_wer, cpu_count, max_rss_mb, mean_finite, torch_threads,
                                            write_report)
     from flexitts.errors import DataError
+    from flexitts.evaluation.phones import PhoneReader, phone_error_rate
 
     if not cases:
         raise DataError("the NAR benchmark needs at least one utterance")
@@ -148,6 +152,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
     say = progress or (lambda _msg: None)
     recognizer = _recognizer() if wer else None
     speaker_sim = _similarity() if similarity else None
+    reader = PhoneReader(tts.asr) if phones and getattr(tts, "asr", None) is not None else None
     stoi = _stoi_function()
 
     codec, nar, vocoder, mel_fn, device = tts.codec, tts.nar, tts.vocoder, tts.mel, tts.device
@@ -202,9 +207,10 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
         render(0, 1, grid[0][1], None)
         vocoder.copy_synthesis(at_mel_rate(cases[0].target.wav)[None])
 
-        sums = {r: {"nar_s": 0.0, "vocoder_s": 0.0, "seconds": 0.0, "hyps": [], "sims": [], "stois": []} for r in grid}
-        copy_stats: dict[str, Any] = {"vocoder_s": 0.0, "seconds": 0.0, "hyps": [], "stois": []}
-        originals, original_sims = [], []
+        sums = {r: {"nar_s": 0.0, "vocoder_s": 0.0, "seconds": 0.0, "hyps": [], "sims": [], "stois": [], "phones": []}
+                for r in grid}
+        copy_stats: dict[str, Any] = {"vocoder_s": 0.0, "seconds": 0.0, "hyps": [], "stois": [], "phones": []}
+        originals, original_sims, original_phones = [], [], []
         for k, case in enumerate(cases):
             target = at_mel_rate(case.target.wav)
             n = target.shape[-1]
@@ -217,6 +223,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             prompt_embedding = speaker_sim.embed(prompt_audio, sr) if speaker_sim else None
             sim_orig = float(speaker_sim.embed(target, sr) @ prompt_embedding) if speaker_sim else None
             originals.append(hyp_orig)
+            original_phones.append(reader.read(target, sr) if reader else "")
             original_sims.append(sim_orig)
             row: dict[str, Any] = {
                 "id": case.target.id, "speaker": case.target.speaker, "text": case.target.text,
@@ -237,6 +244,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             copy_hyp = recognizer.transcribe(copy, sr) if recognizer else None
             copy_stats["stois"].append(copy_stoi)
             copy_stats["hyps"].append(copy_hyp)
+            copy_stats["phones"].append(reader.read(copy, sr) if reader else "")
             row["copy_synthesis"] = {"stoi": _round(copy_stoi), "hyp": copy_hyp}
             for key in grid:
                 n_steps, cfg, sway = key
@@ -252,6 +260,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                 s["hyps"].append(hyp)
                 s["sims"].append(sim)
                 s["stois"].append(value)
+                s["phones"].append(reader.read(wav, sr) if reader else "")
                 row["rows"].append({"steps": n_steps, "cfg": cfg, "sway": sway, "nar_rtf": _round(t_nar / gen_seconds),
                                     "vocoder_rtf": _round(t_voc / gen_seconds), "hyp": hyp, "similarity": _round(sim),
                                     "stoi": _round(value)})
@@ -271,11 +280,13 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             "wer_ratio": (w / wer_original) if w is not None and wer_original else None,
             "similarity": mean_finite(s["sims"]) if speaker_sim else None, "similarity_original": sim_original,
             "stoi": mean_finite(s["stois"]),
+            "per": phone_error_rate(original_phones, s["phones"]) if reader else None,
         })
     copy_wer = corpus_wer(texts, copy_stats["hyps"]) if recognizer else None
     copy_row = {
         "vocoder_rtf": copy_stats["vocoder_s"] / copy_stats["seconds"], "seconds": copy_stats["seconds"],
         "stoi": mean_finite(copy_stats["stois"]), "wer": copy_wer, "wer_original": wer_original,
+        "per": phone_error_rate(original_phones, copy_stats["phones"]) if reader else None,
         "wer_ratio": (copy_wer / wer_original) if copy_wer is not None and wer_original else None,
     }
     from flexitts.benchmarks.all import machine_description
@@ -287,6 +298,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                    "codec_threshold": float(codec.config.default_threshold),
                    "mel": {"sample_rate": sr, "hop_length": hop, "n_mels": int(mel_cfg.n_mels)}},
         "settings": {"rescale_cfg": rescale_cfg, "seed": seed, "wer": bool(recognizer), "similarity": bool(speaker_sim),
+                     "per": bool(reader),
                      "warmup": "one untimed 1-step NAR call, vocoder and copy-synthesis of the first utterance",
                      "stoi": "pystoi, classic, output against the original (aligned: ground-truth durations)",
                      "similarity_to": "the prompt audio (resemblyzer cosine)",
@@ -418,22 +430,24 @@ def render_markdown(res: dict[str, Any]) -> str:
         "Timings are wall-clock and depend on machine load.", "",
         "## Resynthesis from ground-truth tokens", "",
         "WER: pocketsphinx, corpus level" + ("" if s["wer"] else " (not run)") + ". Similarity: "
-        + (s["similarity_to"] if s["similarity"] else "not run") + f". STOI: {s['stoi']}.", "",
-        "| setting | NAR RTF | vocoder RTF | WER | WER original | ratio | similarity | original's similarity | STOI |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        + (s["similarity_to"] if s["similarity"] else "not run") + f". STOI: {s['stoi']}. PER: phone error rate "
+        "of the output against the original, both read by the bundle's CTC recogniser"
+        + ("" if s.get("per") else " (not run)") + ".", "",
+        "| setting | NAR RTF | vocoder RTF | WER | WER original | ratio | similarity | original's similarity | STOI | PER |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["rows"]:
         lines.append(f"| {row_label(r)} | {r['nar_rtf']:.4f} | {r['vocoder_rtf']:.4f} | {_fmt(r['wer'])} | "
                      f"{_fmt(r['wer_original'])} | {_fmt(r['wer_ratio'], 2)} | {_fmt(r['similarity'])} | "
-                     f"{_fmt(r['similarity_original'])} | {_fmt(r['stoi'])} |")
+                     f"{_fmt(r['similarity_original'])} | {_fmt(r['stoi'])} | {_fmt(r.get('per'))} |")
     mem = res["memory"]
     lines += ["", f"Peak RSS during the NAR calls: {_fmt(mem['nar_peak_rss_mb'], 1)} MiB "
                   f"({_fmt(mem['nar_peak_delta_mb'], 1)} MiB above the RSS before a call); whole process "
                   f"{mem['process_peak_rss_mb']:.1f} MiB.", "",
               "## Vocoder copy-synthesis (wav -> mel -> vocoder)", "",
-              "| vocoder RTF | STOI | WER | WER original | ratio |", "|---:|---:|---:|---:|---:|",
+              "| vocoder RTF | STOI | WER | WER original | ratio | PER |", "|---:|---:|---:|---:|---:|---:|",
               f"| {c['vocoder_rtf']:.4f} | {_fmt(c['stoi'])} | {_fmt(c['wer'])} | {_fmt(c['wer_original'])} | "
-              f"{_fmt(c['wer_ratio'], 2)} |", "",
+              f"{_fmt(c['wer_ratio'], 2)} | {_fmt(c.get('per'))} |", "",
               "## Checks (issue 6)", "", "| check | value | required | result |", "|---|---:|---|---|"]
     lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {'PASS' if k['pass'] else 'FAIL'} |"
               for k in res["checks"]]
@@ -459,6 +473,7 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-sway", action="store_true", help="leave out the sway-sampling row (8 steps, cfg 2, sway -1)")
     parser.add_argument("--no-wer", action="store_true", help="skip pocketsphinx WER (much faster)")
     parser.add_argument("--no-similarity", action="store_true", help="skip resemblyzer similarity")
+    parser.add_argument("--no-per", action="store_true", help="skip the recogniser's phone error rate against the original")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (utterance i uses seed + i)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every CPU available)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -495,7 +510,7 @@ def run_cli(args: argparse.Namespace) -> int:
             "limit": limit, "skipped_without_prompt": skipped}
     result = run_nar_benchmark(tts, cases, args.out, steps=args.steps, cfgs=args.cfg,
                                sway_row=None if args.no_sway else SWAY_ROW, wer=not args.no_wer,
-                               similarity=not args.no_similarity, threads=args.threads, seed=args.seed, info=info,
+                               similarity=not args.no_similarity, phones=not args.no_per, threads=args.threads, seed=args.seed, info=info,
                                progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     json_path, md_path = report_paths(args.out)
     shown = next((r for r in result["rows"] if r["steps"] == 15 and r["cfg"] == 2.0), result["rows"][0])

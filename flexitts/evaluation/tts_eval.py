@@ -47,6 +47,7 @@ def evaluate_tts(
 ) -> dict[str, Any]:
     """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...)."""
     from flexitts.audio import load_audio
+    from flexitts.evaluation.phones import PhoneReader, phone_error_rate
     from flexitts.evaluation.similarity import SpeakerSimilarity
     from flexitts.evaluation.wer import make_recognizer, word_error_rate
 
@@ -61,6 +62,8 @@ def evaluate_tts(
         raise DataError(f"'{path}' has no utterance{' of speakers ' + speaker_prefix + '*' if speaker_prefix else ''}")
     refs = pick_references(rows, pool) if ref_strategy == "same-speaker" else [None] * len(rows)
     asr, similarity = make_recognizer(recognizer), SpeakerSimilarity()
+    # Phones of the output against those of the original, both read by the bundle's recogniser (when it has one).
+    reader = PhoneReader(tts.asr) if getattr(tts, "asr", None) is not None else None
     items = []
     for number, (row, reference) in enumerate(zip(rows, refs)):
         ref_audio = str(reference.resolve(path.parent)) if reference is not None else ref
@@ -73,6 +76,8 @@ def evaluate_tts(
         items.append({
             "audio": row.audio, "speaker": row.speaker, "text": row.text, "reference": str(ref_audio),
             "hypothesis": asr.transcribe(wav, rate), "original_hypothesis": asr.transcribe(original, rate),
+            "phones": reader.read(wav, rate) if reader else None,
+            "original_phones": reader.read(original, rate) if reader else None,
             "similarity": similarity.score(wav, rate, reference_wav, rate),
             "original_similarity": similarity.score(original, rate, reference_wav, rate),
             "seconds": len(wav) / rate, "rtf": seconds / max(1e-9, len(wav) / rate),
@@ -87,6 +92,7 @@ def evaluate_tts(
     return {
         "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
         "wer": wer, "original_wer": gt_wer, "wer_ratio": wer / gt_wer if gt_wer > 0 else None,
+        "per": phone_error_rate([i["original_phones"] for i in items], [i["phones"] for i in items]) if reader else None,
         "similarity": float(np.mean([i["similarity"] for i in items])),
         "original_similarity": float(np.mean([i["original_similarity"] for i in items])),
         "rtf": float(np.mean([i["rtf"] for i in items])),
@@ -98,13 +104,17 @@ def evaluate_tts(
 def render_tts_markdown(result: dict[str, Any]) -> str:
     """A short markdown table of the means."""
     ratio = f"{result['wer_ratio']:.2f}" if result["wer_ratio"] is not None else "n/a"
+    per = f"{result['per']:.3f}" if result.get("per") is not None else "n/a"
     return "\n".join([
         f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances, references: {result['ref_strategy']})",
         "",
-        "| WER | original WER | ratio | similarity to reference | original's similarity | RTF | tokens/s |",
-        "|---|---|---|---|---|---|---|",
+        "| WER | original WER | ratio | similarity to reference | original's similarity | RTF | tokens/s | PER |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {result['wer']:.3f} | {result['original_wer']:.3f} | {ratio} | {result['similarity']:.3f} | "
-        f"{result['original_similarity']:.3f} | {result['rtf']:.3f} | {result['tokens_per_second']:.2f} |",
+        f"{result['original_similarity']:.3f} | {result['rtf']:.3f} | {result['tokens_per_second']:.2f} | {per} |",
+        "",
+        "PER: phone error rate of the output against the original recording, both read by the bundle's CTC "
+        "recogniser (0 = the same phones; `flexitts.evaluation.phones`).",
         "",
         f"Options: `{result['options']}`",
         "",

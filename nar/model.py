@@ -104,7 +104,8 @@ class Voicebox(nn.Module, PretrainedMixin):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, code_ids: torch.Tensor, code_keep: torch.Tensor,
                 context: torch.Tensor, context_mask: torch.Tensor, lengths: torch.Tensor,
-                return_prior: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+                return_prior: bool = False, code_cond: torch.Tensor | None = None,
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Velocity `[B, F, M]` (and the prior mel `[B, F, M]` or None with `return_prior`).
 
         Args:
@@ -112,12 +113,14 @@ class Voicebox(nn.Module, PretrainedMixin):
             code_ids: `[B, F]` code of each frame; code_keep: `[B]` bool, False = no code condition.
             context: `[B, F, M]` clean prompt mel (ignored where `context_mask [B, F]` is False).
             lengths: `[B]` valid frames.
+            code_cond: the `condition(code_ids, mask)` already computed (`[B, F, D]`): it depends on neither
+                `x_t` nor `t`, so an ODE solver computes it once (the prior is then not returned).
         """
         mask = length_mask(lengths, x_t.shape[1])
         ctx_mask = context_mask & mask
         ctx = context * ctx_mask[..., None].to(context.dtype)
         h = self.in_proj(torch.cat([x_t, ctx, ctx_mask[..., None].to(x_t.dtype)], dim=-1))
-        cond, prior = self.condition(code_ids, mask)
+        cond, prior = self.condition(code_ids, mask) if code_cond is None else (code_cond, None)
         h = h + cond * code_keep[:, None, None].to(h.dtype)
         h = h * mask[..., None].to(h.dtype)
         time_emb = self.time_mlp(sinusoidal_embedding(t, self.config.time_embed_dim).to(h.dtype))
@@ -281,18 +284,21 @@ class Voicebox(nn.Module, PretrainedMixin):
         grid = time_grid(steps, sway, device)
         keep = torch.ones(batch, dtype=torch.bool, device=device)
         guided = cfg != 0
+        cond, _ = self.condition(code_ids, mask)  # the same at every step
         if guided:  # conditional and unconditional passes in one batch
-            code_ids2, keep2 = torch.cat([code_ids, code_ids]), torch.cat([keep, ~keep])
+            cond2, keep2 = torch.cat([cond, cond]), torch.cat([keep, ~keep])
+            code_ids2 = torch.cat([code_ids, code_ids])
             context2, ctx_mask2 = torch.cat([context, context]), torch.cat([ctx_mask, torch.zeros_like(ctx_mask)])
             lengths2 = torch.cat([lengths, lengths])
         for i in range(steps):
             dt = grid[i + 1] - grid[i]
             t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch)
             if guided:
-                v_both = self(torch.cat([x, x]), torch.cat([t_mid, t_mid]), code_ids2, keep2, context2, ctx_mask2, lengths2)
+                v_both = self(torch.cat([x, x]), torch.cat([t_mid, t_mid]), code_ids2, keep2, context2, ctx_mask2, lengths2,
+                              code_cond=cond2)
                 v = guided_velocity(v_both[:batch], v_both[batch:], mask, cfg, rescale_cfg)
             else:
-                v = self(x, t_mid, code_ids, keep, context, ctx_mask, lengths)
+                v = self(x, t_mid, code_ids, keep, context, ctx_mask, lengths, code_cond=cond)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

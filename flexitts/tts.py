@@ -22,6 +22,7 @@ import torch
 
 from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
+from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE, DEFAULT_PACE
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
@@ -98,11 +99,13 @@ class TTS:
     """Zero-shot TTS on dynamic-rate tokens. Build with `TTS.from_pretrained()` (the bundled demo models)."""
 
     def __init__(self, codec: Any, ar: Any, nar: Any, vocoder: Any, asr: Any | None = None,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, precision: str = "auto"):
         from flexitts.text import PhonemeTable
         from nar.mel import MelSpectrogram
 
         self.device = pick_device(device)
+        # NAR arithmetic: "auto" is bfloat16 where the device has it natively (flexitts.pipeline.precision).
+        self.precision = resolve_precision(precision, self.device)
         self.codec, self.ar, self.nar, self.vocoder = (m.to(self.device).eval() for m in (codec, ar, nar, vocoder))
         self.asr = asr.to(self.device).eval() if asr is not None else None
         if self.asr is not None and getattr(codec.config, "asr", None) == "ctc":
@@ -117,12 +120,13 @@ class TTS:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path_or_uri: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                        **models: str | os.PathLike | None) -> "TTS":
+                        precision: str = "auto", **models: str | os.PathLike | None) -> "TTS":
         """Load the five models from a folder (or hf:// / https:// URI of one) holding `codec/`, `ar/`, `nar/`,
         `vocoder/` and optionally `asr/`; None loads the demo bundle shipped in the package.
 
         Keyword arguments named after a model (`ar=`, `nar=`, `vocoder=`, `codec=`, `asr=`) load that one from
         its own folder or URI instead, e.g. a fine-tuned AR model: `TTS.from_pretrained(ar="runs/ar_finetune/model")`.
+        `precision`: the NAR's arithmetic, "auto" (bfloat16 where the device has it natively), "fp32" or "bf16".
         """
         unknown = sorted(set(models) - set(MODEL_FOLDERS) - {"asr"})
         if unknown:
@@ -149,7 +153,7 @@ class TTS:
             asr = CTCPhoneRecognizer.from_pretrained(source("asr"))
         return cls(FlexiCodec.from_pretrained(source("codec")), ARModel.from_pretrained(source("ar")),
                    Voicebox.from_pretrained(source("nar")), Vocoder.from_pretrained(source("vocoder")),
-                   asr=asr, device=device)
+                   asr=asr, device=device, precision=precision)
 
     # ------------------------------------------------------------------ reference
     def _setting(self, merging_threshold: float | None, frame_rate: float | None) -> tuple[float | None, float | None]:
@@ -331,11 +335,13 @@ class TTS:
         codes = pad_sequence([c for c, _ in items], batch_first=True).to(self.device)
         durations = pad_sequence([scale_durations(d, speed) for _, d in items], batch_first=True).to(self.device)
         with torch.no_grad():
-            mel, lengths = self.nar.sample(
-                codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
-                prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
-                steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway,
-            )
+            with autocast(self.precision, self.device):  # the vocoder stays in float32
+                mel, lengths = self.nar.sample(
+                    codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
+                    prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
+                    steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway,
+                )
+            mel = mel.float()
             lap("nar")
             wav = self.vocoder(mel, lengths)
             lap("vocoder")

@@ -145,3 +145,31 @@ def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     assert result["tokens_per_second"] > 0 and "| WER |" in render_tts_markdown(result)
     # The bundle's recogniser reads phones from the outputs and the originals (random ones: a random tiny model).
     assert result["per"] >= 0 and all(isinstance(i["original_phones"], str) for i in result["items"])
+
+
+def test_nar_precision_choice(bundle, real_speech_16k):
+    import torch
+
+    from flexitts import TTS
+    from flexitts.errors import ConfigError
+    from flexitts.pipeline.precision import autocast, has_fast_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if has_fast_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ConfigError):
+        resolve_precision("fp8", cpu)
+    with autocast("bf16", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast("fp32", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    # Both precisions synthesise the same length of audio; bf16 stays close to fp32.
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        tts = TTS.from_pretrained(bundle, device="cpu", precision=precision)
+        assert tts.precision == precision
+        wav, _, info = tts.synthesize("One two three.", real_speech_16k, ref_text=REF_TEXT, seed=0, steps=2)
+        runs[precision] = wav
+    a, b = runs["fp32"], runs["bf16"]
+    assert a.shape == b.shape and b.dtype == a.dtype
+    assert float(abs(a - b).mean()) < 0.1 * float(abs(a).mean()) + 1e-4

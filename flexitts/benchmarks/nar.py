@@ -140,6 +140,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                                            write_report)
     from flexitts.errors import DataError
     from flexitts.evaluation.phones import PhoneReader, phone_error_rate
+    from flexitts.pipeline.precision import autocast
 
     if not cases:
         raise DataError("the NAR benchmark needs at least one utterance")
@@ -156,6 +157,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
     stoi = _stoi_function()
 
     codec, nar, vocoder, mel_fn, device = tts.codec, tts.nar, tts.vocoder, tts.mel, tts.device
+    precision = getattr(tts, "precision", "fp32")
     mel_cfg = nar.config.mel
     sr, hop, fpb = int(mel_cfg.sample_rate), int(mel_cfg.hop_length), int(mel_cfg.frames_per_base)
     codec_rate = int(codec.sample_rate)
@@ -192,9 +194,12 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             with mem_nar.measure():
                 sync()
                 t0 = time.perf_counter()
-                mel, lengths = nar.sample(codes[None], durations[None], prompt_mel=p_mel, prompt_codes=p_codes[None],
-                                          prompt_durations=p_durs[None], steps=n_steps, cfg=cfg,
-                                          rescale_cfg=rescale_cfg, seed=seed + k, sway=sway)
+                with autocast(precision, torch.device(device)):  # as the pipeline runs it (TTS.precision)
+                    mel, lengths = nar.sample(codes[None], durations[None], prompt_mel=p_mel,
+                                              prompt_codes=p_codes[None], prompt_durations=p_durs[None],
+                                              steps=n_steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seed + k,
+                                              sway=sway)
+                mel = mel.float()
                 sync()
                 t_nar = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -303,7 +308,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                      "stoi": "pystoi, classic, output against the original (aligned: ground-truth durations)",
                      "similarity_to": "the prompt audio (resemblyzer cosine)",
                      "rtf": "processing seconds / generated seconds (whole base frames)", **(info or {})},
-        "host": {**machine_description(threads), "device": str(device)},
+        "host": {**machine_description(threads), "device": str(device), "nar_precision": precision},
         "data": {"utterances": len(cases), "seconds": sum(c.target.seconds for c in cases),
                  "prompt_seconds_mean": sum(c.prompt.seconds for c in cases) / len(cases),
                  "speakers": sorted({c.target.speaker for c in cases})},
@@ -425,7 +430,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         + f"; speakers {', '.join(d['speakers'])}. Ground-truth codes and durations from the codec at its default "
           f"threshold {m['codec_threshold']:g}; prompt: the first {d['prompt_seconds_mean']:.2f} s (mean; whole "
           "80 ms frames) of another utterance of the same speaker.",
-        f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}; "
+        f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
         "Timings are wall-clock and depend on machine load.", "",
         "## Resynthesis from ground-truth tokens", "",
@@ -477,6 +482,8 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (utterance i uses seed + i)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every CPU available)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="NAR arithmetic: auto (bfloat16 where the device has it natively), fp32 or bf16")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"report path without extension (default: {DEFAULT_OUT})")
     parser.set_defaults(func=run_cli)
 
@@ -504,7 +511,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if any(s < 1 for s in args.steps) or any(not (w >= 0) for w in args.cfg):
         raise ConfigError("--steps must be at least 1 and --cfg non-negative")
     manifest, limit, prefix = resolve_manifest(args.manifest, args.limit, args.speaker_prefix)
-    tts = TTS.from_pretrained(args.checkpoint, device=args.device)
+    tts = TTS.from_pretrained(args.checkpoint, device=args.device, precision=args.precision)
     cases, skipped = load_cases(manifest, limit, prefix, args.prompt_seconds, tts.codec.sample_rate)
     info = {"checkpoint": args.checkpoint or "bundled demo", "manifest": str(manifest), "speaker_prefix": prefix,
             "limit": limit, "skipped_without_prompt": skipped}

@@ -199,7 +199,7 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
                      "ar_steps_per_second": "generated tokens / seconds of speech they cover (durations x 80 ms)",
                      "memory": ("peak RSS (VmHWM, reset via /proc/self/clear_refs before each call), models included"
                                 if memory_supported else "ru_maxrss only (the whole process)"), **(info or {})},
-        "host": {**machine_description(threads), "device": str(tts.device)},
+        "host": {**machine_description(threads), "device": str(tts.device), "nar_precision": getattr(tts, "precision", "fp32")},
         "texts": texts,
         "rows": rows,
         "memory": {"peak_rss_mb": _max([r["peak_rss_mb"] for r in rows]),
@@ -252,7 +252,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         + (f", bundle `{s['checkpoint']}`" if s.get("checkpoint") else "") + ". "
         + ("The reference's encoding is cached between calls." if s["cached_reference"]
            else "The reference is encoded anew for every sentence (counted in `reference`)."),
-        f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}; "
+        f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
         "Timings are wall-clock and depend on machine load.", "",
         "| setting | tokens/s of speech | audio (s) | RTF | AR tokens/s | peak RSS (MiB) | "
@@ -299,6 +299,8 @@ def add_parser(components: argparse._SubParsersAction) -> None:
                         help="encode the reference once (a warm service) instead of in every call")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every CPU available)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="NAR arithmetic: auto (bfloat16 where the device has it natively), fp32 or bf16")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"report path without extension (default: {DEFAULT_OUT})")
     parser.set_defaults(func=run_cli)
 
@@ -330,7 +332,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if any(not 1.0 <= r <= 12.5 for r in args.rates) or args.steps < 1 or args.cfg < 0:
         raise ConfigError("--rates must lie in 1..12.5, --steps be at least 1 and --cfg non-negative")
     ref, ref_text, voice = resolve_voice(args.ref, args.ref_text, args.voice, args.checkpoint)
-    tts = TTS.from_pretrained(args.checkpoint, device=args.device)
+    tts = TTS.from_pretrained(args.checkpoint, device=args.device, precision=args.precision)
     info = {"checkpoint": args.checkpoint or "bundled demo", "voice": voice}
     result = run_pipeline_benchmark(tts, str(ref), ref_text, args.out, sentences=args.sentences, rates=args.rates,
                                     steps=args.steps, cfg=args.cfg, seed=args.seed,

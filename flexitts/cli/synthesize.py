@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
     parser.add_argument("--ar", default=None, help="AR model folder or URI replacing the bundle's (e.g. a fine-tuned one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="NAR arithmetic: auto (bfloat16 where the device has it natively), fp32 or bf16")
     parser.set_defaults(func=run)
 
 
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flexitts.tts import TTS
 
-    tts = TTS.from_pretrained(args.checkpoint, device=args.device, ar=args.ar)
+    tts = TTS.from_pretrained(args.checkpoint, device=args.device, precision=args.precision, ar=args.ar)
     wav, rate, info = tts.synthesize(
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,

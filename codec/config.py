@@ -82,6 +82,10 @@ class FlexiCodecConfig:
     lambda_commit: float = 0.25
     lambda_codebook: float = 1.0
     lambda_align: float = 15.0
+    # Phone distillation (CTC recogniser only): the recogniser's own phone head, frozen, reads the aligned
+    # semantic embedding, and its phone distribution is pulled (KL) towards the one it gives the merged features.
+    # The feature MSE weighs every direction of the feature space alike; this weighs the phonetic ones.
+    lambda_phone: float = 0.0
     use_gan: bool = False
     gan_start_step: int = 0
     lambda_adv: float = 1.0

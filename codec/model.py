@@ -353,6 +353,24 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
         return out[0] if single else out
 
     # ------------------------------------------------------------------ training
+    def phone_distillation(self, aligned: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean KL(p(phones | features) || p(phones | aligned)) over valid tokens, both read by the CTC
+        recogniser's frozen phone head.
+
+        Args:
+            aligned: `[B, G, D_asr]` the aligned semantic embedding (`align_proj` of the decoded FSQ codes).
+            features: `[B, G, D_asr]` the segment-mean ASR features (the target, no gradient).
+            mask: `[B, G]` valid tokens.
+        """
+        head = getattr(self.asr_extractor, "head", None)
+        if not isinstance(head, nn.Linear) or head.in_features != aligned.shape[-1]:
+            raise ConfigError("lambda_phone needs the bundled CTC phone recogniser as the ASR (asr: ctc)")
+        weight, bias = head.weight.detach().to(aligned.dtype), head.bias.detach().to(aligned.dtype)
+        target = F.log_softmax(F.linear(features, weight, bias).float(), dim=-1)
+        pred = F.log_softmax(F.linear(aligned, weight, bias).float(), dim=-1)
+        kl = (target.exp() * (target - pred)).sum(-1, keepdim=True)
+        return _mask_mean(kl, mask)
+
     def training_segments(self, features: torch.Tensor, frames: torch.Tensor, step: int) -> torch.Tensor:
         """Segment lengths `[B, G]` for one training step, by `config.train_segmentation`:
 
@@ -430,10 +448,14 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
 
         mask = seg > 0
         mel = self.mel_loss(y_hat, target, lengths)
-        align = F.mse_loss(self.align_proj(q.decoded_semantic), merge(features, seg).detach(), reduction="none")
-        align = _mask_mean(align, mask)
+        aligned, merged_features = self.align_proj(q.decoded_semantic), merge(features, seg).detach()
+        align = _mask_mean(F.mse_loss(aligned, merged_features, reduction="none"), mask)
         loss = c.lambda_mel * mel + c.lambda_commit * q.commitment + c.lambda_codebook * q.codebook + c.lambda_align * align
         out = {"mel": mel.detach(), "commit": q.commitment.detach(), "codebook": q.codebook.detach(),
                "align": align.detach(),
                "frame_rate": (mask.sum() * BASE_FRAME_RATE / frames.sum().clamp(min=1)).detach().float()}
+        if c.lambda_phone > 0:
+            phone = self.phone_distillation(aligned, merged_features, mask)
+            loss = loss + c.lambda_phone * phone
+            out["phone"] = phone.detach()
         return self.generator_outputs(loss, out, y_hat, target, step, return_audio)

@@ -267,6 +267,32 @@ def test_training_overfits_one_batch(speech):
     assert np.mean(mels[-5:]) < 0.6 * mels[0], mels
 
 
+def test_phone_distillation_pulls_the_codes_towards_the_recognisers_phones(speech):
+    model = tiny_codec(quantizer_dropout=0.0, bypass_prob=0.0, tau_range=[1.0, 1.0], lambda_phone=1.0).train()
+    with torch.no_grad():  # a random tiny recogniser reads nearly uniform phones: sharpen its head
+        model.asr_extractor.head.weight.mul_(20.0)
+    feats = torch.randn(2, 5, model.config.asr_dim)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    assert float(model.phone_distillation(feats, feats, mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(model.phone_distillation(torch.zeros_like(feats), feats, mask)) > 0
+    batch = {"wav": torch.stack([speech[8000:24000], speech[24000:40000]]), "wav_lengths": torch.tensor([16000, 12000])}
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    phones = []
+    for step in range(30):
+        losses = model.training_step(batch, step)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        phones.append(float(losses["phone"]))
+    assert np.mean(phones[-5:]) < 0.6 * phones[0], phones
+    assert model.asr_extractor.head.weight.grad is None  # the recogniser stays frozen
+    headless = torch.nn.Identity()
+    headless.feature_dim = model.config.asr_dim  # e.g. Whisper's encoder: features, no phone head
+    model.set_asr_extractor(headless)
+    with pytest.raises(ConfigError, match="lambda_phone"):
+        model.phone_distillation(feats, feats, mask)
+
+
 def test_melt_dp_and_gan_training_steps(speech):
     batch = {"wav": torch.stack([speech[:12800], speech[12800:25600]]), "wav_lengths": torch.tensor([12800, 9000])}
     for mode in ("melt", "dp"):

@@ -121,3 +121,23 @@ def test_bundled_recogniser_transcribes_a_training_voice():
     assert jiwer.wer(" ".join(reference), " ".join(hypothesis)) < 0.2
     feats, lengths = model.extract(wav[None])
     assert feats.shape == (1, num_base_frames(wav.shape[0]), model.feature_dim) and torch.isfinite(feats).all()
+
+
+def test_read_features_decodes_what_the_head_reads_at_the_recognisers_rate():
+    import torch
+
+    from codec.asr.ctc_model import CTCPhoneRecognizer, CTCRecognizerConfig
+
+    torch.manual_seed(0)
+    asr = CTCPhoneRecognizer(CTCRecognizerConfig(symbols=["<blank>", "a", "b", "c"], dim=8, num_layers=1,
+                                                 num_heads=2, ffn_dim=16)).eval()
+    with torch.no_grad():  # a head that reads phone k off feature dimension k
+        asr.head.weight.zero_()
+        asr.head.bias.zero_()
+        for k in range(4):
+            asr.head.weight[k, k] = 10.0
+    feats = torch.zeros(2, 6, 8)
+    for t, k in enumerate([1, 1, 0, 2, 3, 3]):
+        feats[:, t, k] = 1.0
+    ids = asr.read_features(feats, torch.tensor([6, 4]))
+    assert ids == [[1, 2, 3], [1, 2]]  # repeats collapse, the blank separates, padding is ignored

@@ -138,8 +138,9 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 MEAN_KEYS = {"frame_rate", "tokens", "bitrate_bps", "content_bitrate_bps", "wer", "wer_original", "wer_ratio",
-             "stoi", "pesq", "pesq_scored", "mcd", "mel_distance", "similarity"}
-HEADER = "| setting | frame rate (Hz) | bitrate (bps) | WER ↓ | GT WER | STOI ↑ | PESQ ↑ | MCD (dB) ↓ | SIM ↑ |"
+             "stoi", "pesq", "pesq_scored", "mcd", "mel_distance", "similarity", "per", "code_per"}
+HEADER = ("| setting | frame rate (Hz) | bitrate (bps) | WER ↓ | GT WER | STOI ↑ | PESQ ↑ | MCD (dB) ↓ | SIM ↑ | PER ↓ "
+          "| code PER ↓ |")
 SCORES = ("frame_rate", "bitrate_bps", "wer", "wer_original", "stoi", "pesq", "mcd", "mel_distance", "similarity")
 
 
@@ -169,6 +170,9 @@ def test_eval_codec_end_to_end(capsys, tmp_path, codec_dir, manifest):
     assert -0.5 <= mean["stoi"] <= 1 and mean["mcd"] > 0 and mean["mel_distance"] > 0
     assert mean["pesq"] is None or 1.0 <= mean["pesq"] <= metrics.PESQ_MAX_WB
     assert -1 <= mean["similarity"] <= 1
+    # The tiny codec's recogniser (random) reads phones from the original, the decoded audio and the codes.
+    assert mean["per"] >= 0 and mean["code_per"] >= 0
+    assert all(isinstance(i["phones_codes"], str) for i in result["per_utterance"])
     assert len(result["per_utterance"]) == 2
     for item in result["per_utterance"]:
         assert {"id", "hypothesis", "hypothesis_original", "wer", "wer_original", "stoi", "pesq", "mcd",

@@ -129,14 +129,32 @@ class CTCPhoneRecognizer(nn.Module, PretrainedMixin, ASRFeatureExtractor):
         )
         return {"loss": loss, "ctc": loss.detach()}
 
+    def _greedy(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Greedy CTC over `[B, T, V]` scores with `[B]` valid frames: argmax, repeats collapsed, blanks removed."""
+        best = logits.argmax(dim=-1)  # [B, T]
+        previous = F.pad(best, (1, 0), value=-1)[:, :-1]
+        keep = (best != self.config.blank_id) & (best != previous) & length_mask(lengths, best.shape[1])
+        return [row[mask].tolist() for row, mask in zip(best, keep)]
+
     @torch.no_grad()
     def transcribe_ids(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> list[list[int]]:
         """Greedy CTC decoding: argmax per frame, repeats collapsed, blanks removed; one id list per item."""
         log_probs, _, lengths = self(wav, wav_lengths)
-        best = log_probs.argmax(dim=-1)  # [B, T']
-        previous = F.pad(best, (1, 0), value=-1)[:, :-1]
-        keep = (best != self.config.blank_id) & (best != previous) & length_mask(lengths, best.shape[1])
-        return [row[mask].tolist() for row, mask in zip(best, keep)]
+        return self._greedy(log_probs, lengths)
+
+    @torch.no_grad()
+    def read_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> list[list[int]]:
+        """Phone ids the CTC head reads from 12.5 Hz features (what `extract` gives, or a codec's estimate of
+        it), each frame repeated to this recogniser's frame rate; greedy decoding as in `transcribe_ids`.
+
+        Args:
+            features: `[B, T, dim]` at 12.5 Hz; lengths: `[B]` valid frames (default: all).
+        """
+        repeat = max(1, round(self.config.frame_rate / 12.5))
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1], device=features.device)
+        x = features.to(self.head.weight.dtype).repeat_interleave(repeat, dim=1)
+        return self._greedy(self.head(x), lengths * repeat)
 
     @torch.no_grad()
     def transcribe(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> list[list[str]]:

@@ -49,6 +49,11 @@ METHODS = {
     "mel_distance": "mean |ln mel(original) - ln mel(decoded)|, 80 magnitude mel bins, n_fft 1024, hop 256",
     "similarity": "resemblyzer d-vector cosine between original and decoded audio",
     "bitrate": "content + duration bits per token x average tokens per second (codec/bitrates.py)",
+    "per": "phone error rate of the decoded audio against the original, both read by the bundled CTC recogniser "
+           "(the codec's own ASR; 0 = the same phones)",
+    "code_per": "the same for the phones the recogniser's CTC head reads straight from the semantic codes "
+                "(align_proj of their decoded embedding, unmerged to 12.5 Hz): the phonetic content the AR and "
+                "NAR models receive",
 }
 
 Progress = Callable[[str], None] | None
@@ -191,6 +196,14 @@ class CodecEvaluator:
         except ImportError:
             raise DependencyError("pystoi is not installed: run `make setup` or `pip install flexitts[eval]`") from None
         self._originals: dict[int, dict[str, Any]] = {}
+        # With the bundled CTC recogniser as the codec's ASR: phones of the decoded audio and of the semantic
+        # codes themselves (read through the recogniser's head), against its reading of the original.
+        asr = codec.asr_extractor
+        self.asr = asr if hasattr(asr, "read_features") else None
+        if self.asr is not None:
+            from flexitts.evaluation.phones import PhoneReader
+
+            self.phones = PhoneReader(self.asr)
 
     def transcribe(self, wav: torch.Tensor) -> str:
         """pocketsphinx transcript (independent of earlier calls: the recogniser resets its front end)."""
@@ -203,6 +216,7 @@ class CodecEvaluator:
             self._originals[index] = {
                 "hypothesis": self.transcribe(wav) if self.recognizer is not None else None,
                 "embedding": self.speaker.embed(wav, self.rate) if self.speaker is not None else None,
+                "phones": self.phones.read(wav, self.rate) if self.asr is not None else None,
             }
         return self._originals[index]
 
@@ -210,6 +224,7 @@ class CodecEvaluator:
         """Per-utterance and mean figures of one setting (see the module docstring)."""
         from flexitts.benchmarks.codec import corpus_wer, mean_finite
         from flexitts.evaluation import metrics
+        from flexitts.evaluation.phones import phone_error_rate
 
         codec = self.codec
         setting = CodecSetting.of(setting).check(codec.config.max_quantizers)
@@ -227,6 +242,12 @@ class CodecEvaluator:
                                       frame_rate=setting.frame_rate, scheduler=setting.scheduler)
                 decoded = codec.decode(tokens)[0, :n].float().cpu()
             count = int(tokens.num_tokens[0])
+            phones = code_phones = None
+            if self.asr is not None:
+                phones = self.phones.read(decoded, self.rate)
+                with torch.inference_mode():
+                    semantic = codec.semantic_features(tokens.semantic_codes[0, :count], tokens.token_lengths[0, :count])
+                    code_phones = " ".join(map(str, self.asr.read_features(codec.align_proj(semantic)[None].float())[0]))
             hypothesis = self.transcribe(decoded) if self.recognizer is not None else None
             similarity = None
             if self.speaker is not None:
@@ -245,6 +266,7 @@ class CodecEvaluator:
                 "hypothesis": hypothesis, "hypothesis_original": original["hypothesis"],
                 "wer": _round(_utterance_wer(utt.text, hypothesis)),
                 "wer_original": _round(_utterance_wer(utt.text, original["hypothesis"])),
+                "phones": phones, "phones_codes": code_phones, "phones_original": original["phones"],
                 **{key: _round(value) for key, value in score.items()},
             })
         seconds = sum(u.seconds for u in self.utterances)
@@ -264,6 +286,10 @@ class CodecEvaluator:
             "mcd": mean_finite([x["mcd"] for x in scores]),
             "mel_distance": mean_finite([x["mel_distance"] for x in scores]),
             "similarity": mean_finite([x["similarity"] for x in scores]),
+            "per": phone_error_rate([i["phones_original"] for i in items], [i["phones"] for i in items])
+            if self.asr is not None else None,
+            "code_per": phone_error_rate([i["phones_original"] for i in items], [i["phones_codes"] for i in items])
+            if self.asr is not None else None,
         }
         return {
             "setting": {**asdict(setting), "num_quantizers": q, "label": setting.label(),
@@ -347,8 +373,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 TABLE_HEADER = [
-    "| setting | frame rate (Hz) | bitrate (bps) | WER ↓ | GT WER | STOI ↑ | PESQ ↑ | MCD (dB) ↓ | SIM ↑ |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| setting | frame rate (Hz) | bitrate (bps) | WER ↓ | GT WER | STOI ↑ | PESQ ↑ | MCD (dB) ↓ | SIM ↑ | PER ↓ | code PER ↓ |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 
 
@@ -356,7 +382,7 @@ def table_row(label: str, mean: Mapping[str, Any], extra: str | None = None) -> 
     """One row of the Table-5-style table (`extra`: one more cell, e.g. the command)."""
     cells = [label, _fmt(mean["frame_rate"], 2), _fmt(mean["bitrate_bps"], 0), _fmt(mean["wer"]),
              _fmt(mean["wer_original"]), _fmt(mean["stoi"]), _fmt(mean["pesq"], 2), _fmt(mean["mcd"], 2),
-             _fmt(mean["similarity"])]
+             _fmt(mean["similarity"]), _fmt(mean.get("per")), _fmt(mean.get("code_per"))]
     if extra is not None:
         cells.append(extra)
     return "| " + " | ".join(cells) + " |"

@@ -141,3 +141,34 @@ def test_read_features_decodes_what_the_head_reads_at_the_recognisers_rate():
         feats[:, t, k] = 1.0
     ids = asr.read_features(feats, torch.tensor([6, 4]))
     assert ids == [[1, 2, 3], [1, 2]]  # repeats collapse, the blank separates, padding is ignored
+
+
+def test_speaker_augmentation_warps_formants_and_tempo_only_in_training():
+    import torch
+
+    from codec.asr.augment import speed_perturb, warp_mel
+    from codec.asr.ctc_model import CTCPhoneRecognizer, CTCRecognizerConfig
+
+    feats = torch.zeros(2, 3, 40)
+    feats[:, :, 10] = 1.0  # a formant at bin 10
+    assert torch.allclose(warp_mel(feats, torch.ones(2)), feats)
+    warped = warp_mel(feats, torch.tensor([1.2, 0.8]))
+    assert int(warped[0, 0].argmax()) == 12 and int(warped[1, 0].argmax()) == 8  # up for alpha > 1, down below
+    wav = torch.randn(2, 16000)
+    slow, lengths = speed_perturb(wav, torch.tensor([16000, 8000]), 1.1)
+    assert slow.shape[-1] == 17600 and lengths.tolist() == [17600, 8800]
+    same, same_lengths = speed_perturb(wav, torch.tensor([16000, 8000]), 1.0)
+    assert same is wav and same_lengths.tolist() == [16000, 8000]
+
+    torch.manual_seed(0)
+    asr = CTCPhoneRecognizer(CTCRecognizerConfig(symbols=["<blank>", "a", "b"], dim=16, num_layers=1, num_heads=2,
+                                                 ffn_dim=32, speed_perturb=0.1, vtlp=0.1, dropout=0.0))
+    batch = {"wav": torch.randn(2, 8000), "wav_lengths": torch.tensor([8000, 6000]),
+             "targets": torch.tensor([[1, 2], [2, 0]]), "target_lengths": torch.tensor([2, 1])}
+    loss = asr.train().training_step(batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    asr.eval()  # inference never perturbs: the same audio gives the same features
+    a, _ = asr.encode(batch["wav"], batch["wav_lengths"])
+    b, _ = asr.encode(batch["wav"], batch["wav_lengths"])
+    assert torch.equal(a, b)

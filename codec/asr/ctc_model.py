@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.asr.augment import speed_perturb, warp_mel
 from codec.asr.base import ASRFeatureExtractor
 from codec.asr.conformer import Conformer
 from codec.asr.fbank import LogMelFbank
@@ -38,6 +39,10 @@ class CTCRecognizerConfig:
     freq_mask_width: int = 12
     time_masks: int = 4
     time_mask_width: int = 10
+    # speaker augmentation in training (codec/asr/augment.py): speed factor in [1 - s, 1 + s] per batch,
+    # vocal-tract warp in [1 - v, 1 + v] per item; 0 turns each off
+    speed_perturb: float = 0.0
+    vtlp: float = 0.0
 
     @property
     def frame_rate(self) -> float:
@@ -109,7 +114,14 @@ class CTCPhoneRecognizer(nn.Module, PretrainedMixin, ASRFeatureExtractor):
         """`[B, S]` 16 kHz waveforms -> (last hidden layer `[B, T', dim]`, `[B]` lengths) at `config.frame_rate`."""
         if wav_lengths is None:
             wav_lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long, device=wav.device)
+        cfg = self.config
+        if self.training and cfg.speed_perturb > 0:
+            factor = 1.0 + cfg.speed_perturb * (2 * float(torch.rand(())) - 1)
+            wav, wav_lengths = speed_perturb(wav, wav_lengths, factor, cfg.sample_rate)
         feats, lengths = self.fbank(wav, wav_lengths)
+        if self.training and cfg.vtlp > 0:
+            alpha = 1.0 + cfg.vtlp * (2 * torch.rand(feats.shape[0], device=feats.device) - 1)
+            feats = warp_mel(feats, alpha)
         if self.training:
             feats = self._spec_augment(feats, lengths)
         x, lengths = self.subsample(feats, lengths)

@@ -252,18 +252,25 @@ def test_bitrate_known_cases(codec):
 
 
 # ---------------------------------------------------------------- training
-def test_training_overfits_one_batch(speech):
-    model = tiny_codec(quantizer_dropout=0.0, bypass_prob=0.0, tau_range=[1.0, 1.0]).train()
+def overfit(model: FlexiCodec, speech: torch.Tensor, steps: int) -> list[dict[str, float]]:
+    """`steps` Adam steps on one fixed batch of two crops; the detached losses of every step."""
     batch = {"wav": torch.stack([speech[8000:24000], speech[24000:40000]]), "wav_lengths": torch.tensor([16000, 12000])}
     opt = torch.optim.Adam(model.parameters(), 1e-2)
-    mels = []
-    for step in range(40):
+    history = []
+    for step in range(steps):
         losses = model.training_step(batch, step)
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
-        mels.append(float(losses["mel"]))
-    assert {"loss", "mel", "commit", "codebook", "align", "frame_rate"} <= set(losses)
+        history.append({k: float(v.detach()) for k, v in losses.items()})
+    return history
+
+
+def test_training_overfits_one_batch(speech):
+    model = tiny_codec(quantizer_dropout=0.0, bypass_prob=0.0, tau_range=[1.0, 1.0]).train()
+    history = overfit(model, speech, 40)
+    mels = [h["mel"] for h in history]
+    assert {"loss", "mel", "commit", "codebook", "align", "frame_rate"} <= set(history[-1])
     assert np.mean(mels[-5:]) < 0.6 * mels[0], mels
 
 
@@ -275,15 +282,7 @@ def test_phone_distillation_pulls_the_codes_towards_the_recognisers_phones(speec
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     assert float(model.phone_distillation(feats, feats, mask)) == pytest.approx(0.0, abs=1e-6)
     assert float(model.phone_distillation(torch.zeros_like(feats), feats, mask)) > 0
-    batch = {"wav": torch.stack([speech[8000:24000], speech[24000:40000]]), "wav_lengths": torch.tensor([16000, 12000])}
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    phones = []
-    for step in range(30):
-        losses = model.training_step(batch, step)
-        opt.zero_grad()
-        losses["loss"].backward()
-        opt.step()
-        phones.append(float(losses["phone"]))
+    phones = [h["phone"] for h in overfit(model, speech, 30)]
     assert np.mean(phones[-5:]) < 0.6 * phones[0], phones
     assert model.asr_extractor.head.weight.grad is None  # the recogniser stays frozen
     headless = torch.nn.Identity()

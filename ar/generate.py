@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MIN_LEN_RATIO = 0.15
 DEFAULT_MAX_LEN_RATIO = 2.0
+RATE_FEEDBACK = 0.5  # share of the frame deficit that match_rate corrects at each token
 
 
 @dataclass
@@ -215,8 +216,9 @@ def generate(
         pace: `(lo, hi)`, e.g. `(0.8, 1.25)`: also bound the new speech's length in frames by the prompt's speaking
             pace (see the module docstring); items without a prompt transcript are not paced. None: off.
         match_rate: tilt each duration distribution (exponentially, the least change in KL) so that its mean is
-            `12.5 / rate` frames: the speech then comes at the asked token rate even when the duration head
-            under-predicts long merges. Greedy durations then take the tilted argmax.
+            `12.5 / rate` frames plus half the frames the speech so far is short of that pace: the speech then
+            comes at the asked token rate (within about a token) even when the duration head under-predicts long
+            merges. Greedy durations then take the tilted argmax.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -342,7 +344,10 @@ def _loop(
         if step > 0:
             dur_logits = model.duration_head(state).to(_sampling_dtype(state))
             if match_rate:
-                dur_logits = tilt_to_mean(dur_logits, duration_values, mean_duration)
+                # Aim each draw at the mean plus a share of the frames still owed, so the realised rate
+                # tracks the target over the utterance instead of drifting like a random walk.
+                owed = mean_duration * (step - 1) - out_durs[:, : step - 1].sum(dim=1)
+                dur_logits = tilt_to_mean(dur_logits, duration_values, mean_duration + RATE_FEEDBACK * owed)
             chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen

@@ -288,9 +288,11 @@ def test_match_rate_brings_the_mean_duration_to_the_asked_rate():
     for rate in (12.5 / 3, 12.5 / 1.5):
         out = model.generate(texts, rate=rate, duration_top_k=0, match_rate=True, seed=[0, 1, 2, 3],
                              max_len_ratio=2.0)
-        durations = out.durations[out.durations > 0].double()
-        assert durations.numel() == 4 * 60
-        assert abs(float(durations.mean()) - 12.5 / rate) < 0.25, (rate, float(durations.mean()))
+        assert out.lengths.tolist() == [60] * 4
+        # Each item on its own (not just the batch on average) covers its 60 tokens' worth of frames at the
+        # asked rate to within a couple of frames: the deficit feedback keeps the error from accumulating.
+        frames = out.durations.sum(dim=1).double()
+        assert torch.all((frames - 60 * 12.5 / rate).abs() <= 2.5), (rate, frames.tolist())
 
 
 def test_rate_conditions_the_model():

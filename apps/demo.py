@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K
+from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE
 
 logger = logging.getLogger("flexitts.app")
 
 BASE_RATE_HZ = 12.5  # no merging: the slider's top end maps to threshold 1.0
 MIN_RATE_HZ = 3.5  # below this the demo AR's length limits get tight (see ar.generate)
-DEFAULT_RATE_HZ = 8.3  # FlexiCodec's "threshold 0.91" regime; the demo codec reaches it at tau about 0.48
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_TEXT_CHARS = 5000
 DEFAULT_MAX_QUEUE = 64
@@ -153,7 +152,7 @@ class DemoSynthesizer:
         return text
 
     def __call__(self, ref_audio: str | None, ref_text: str | None, text: str | None, text_file: str | None = None,
-                 frame_rate_hz: float | None = DEFAULT_RATE_HZ, temperature: float = 1.0, top_k: int = 25,
+                 frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = 25,
                  top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
                  seed: int | None = 0, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
@@ -246,7 +245,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
     synthesizer = DemoSynthesizer(tts, max_text_chars=max_text_chars)
 
-    def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_RATE_HZ, temperature=1.0,
+    def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_FRAME_RATE, temperature=1.0,
                    top_k=25, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
                    progress=gr.Progress()):
         """Speak `text` (or the .txt `text_file`) in the voice of `ref_audio`; returns the audio, the boundary
@@ -292,7 +291,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
                 text_file = gr.File(label="...or a .txt file", file_types=[".txt"], type="filepath",
                                     elem_id="text-file")
                 with gr.Accordion("Token rate and sampling", open=True):
-                    frame_rate_hz = gr.Slider(MIN_RATE_HZ, BASE_RATE_HZ, value=DEFAULT_RATE_HZ, step=0.05,
+                    frame_rate_hz = gr.Slider(MIN_RATE_HZ, BASE_RATE_HZ, value=DEFAULT_FRAME_RATE, step=0.05,
                                               label="Token rate (tokens per second; 12.5 = no merging)",
                                               elem_id="frame-rate")
                     with gr.Row():

@@ -23,7 +23,7 @@ import torch
 from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE, DEFAULT_PACE
+from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE, DEFAULT_PACE
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
@@ -164,7 +164,7 @@ class TTS:
         if merging_threshold is not None and not 0.0 < merging_threshold <= 1.0:
             raise ConfigError(f"merging_threshold must be in (0, 1], not {merging_threshold}")
         if merging_threshold is None and frame_rate is None:
-            merging_threshold = float(self.codec.config.default_threshold)
+            frame_rate = DEFAULT_FRAME_RATE
         return merging_threshold, frame_rate
 
     def reference_phonemes(self, reference: Reference, ref_text: str | None) -> tuple[list[str], str]:
@@ -223,7 +223,7 @@ class TTS:
     def synthesize(self, text: str, ref_audio: Any, ref_text: str | None = None, **options: Any) -> tuple[np.ndarray, int, SynthesisInfo]:
         """Speak `text` in the voice of `ref_audio` (a path, bytes, or an array with `ref_sample_rate=`).
 
-        Options (all keywords): merging_threshold or frame_rate (token rate; default: the codec's threshold),
+        Options (all keywords): merging_threshold or frame_rate (token rate; default: frame_rate 8.3, `DEFAULT_FRAME_RATE`),
         temperature (1.0), top_k (25), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
         duration_temperature (1.0), pace ((0.8, 1.25): the new speech lasts 0.8-1.25 times what the reference's
         pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate (True: durations

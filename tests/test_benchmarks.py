@@ -135,6 +135,7 @@ def test_pipeline_benchmark_rates_shares_memory(tts, tmp_path):
     assert saved["rows"] == result["rows"] and (tmp_path / "pipe.md").is_file()
     assert [r["frame_rate"] for r in saved["rows"]] == [12.5, 8.3, 6.25, None]
     assert saved["rows"][-1]["merging_threshold"] == pytest.approx(tts.codec.config.default_threshold)
+    assert [r["default"] for r in saved["rows"]] == [False, True, False, False]  # the checks read the 8.3 Hz row
     for row in saved["rows"]:
         assert row["rtf"] > 0 and row["audio_seconds"] > 0 and row["tokens"] > 0
         assert row["ar_steps_per_second"] > 0 and row["ar_tokens_per_second_generated"] > 0

@@ -76,12 +76,24 @@ def test_reference_any_format_and_asr_path(tts, real_speech_16k, tmp_path):
 
 
 def test_speed_and_frame_rate(tts, real_speech_16k):
-    _, _, info = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1)
-    fast, _, fast_info = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1, speed=2.0)
+    # At 4 tokens/s most tokens last several frames, so halving them is not held back by the 1-frame minimum.
+    slow = dict(ref_text=REF_TEXT, seed=1, steps=1, frame_rate=4.0)
+    _, _, info = tts.synthesize("A short sentence to say.", real_speech_16k, **slow)
+    fast, _, fast_info = tts.synthesize("A short sentence to say.", real_speech_16k, speed=2.0, **slow)
     assert np.array_equal(fast_info.durations, info.durations)  # speed acts after the AR
     assert len(fast) < 0.65 * int(info.durations.sum()) * 1280
     with pytest.raises(ConfigError):
         tts.synthesize("Hi there.", real_speech_16k, merging_threshold=0.9, frame_rate=8.0)
+    # No setting = the pipeline's default token rate (the same default as the CLI and the web demo).
+    from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
+
+    info = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1)[2]
+    explicit = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1,
+                              frame_rate=DEFAULT_FRAME_RATE)[2]
+    assert np.array_equal(explicit.codes, info.codes) and np.array_equal(explicit.durations, info.durations)
+    other = tts.synthesize("A short sentence to say.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1,
+                           merging_threshold=1.0)[2]
+    assert other.frame_rate == pytest.approx(12.5) and info.frame_rate < 12.0
 
 
 def test_bad_input(tts, real_speech_16k, tmp_path):

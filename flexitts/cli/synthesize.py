@@ -5,7 +5,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_PACE
+    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_PACE
 
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
     text = parser.add_mutually_exclusive_group(required=True)
@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output audio file (.wav, .flac or .ogg)")
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--threshold", type=float, default=None, help="merging threshold tau (1.0: 12.5 tokens/s)")
-    rate.add_argument("--frame-rate", type=float, default=None, help="target tokens per second instead of a threshold")
+    rate.add_argument("--frame-rate", type=float, default=None,
+                      help=f"target tokens per second instead of a threshold (default: {DEFAULT_FRAME_RATE:g})")
     parser.add_argument("--steps", type=int, default=15, help="NAR flow-matching steps")
     parser.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance weight (0: off)")
     parser.add_argument("--rescale-cfg", type=float, default=0.75, help="share of the std-rescaled guided velocity")

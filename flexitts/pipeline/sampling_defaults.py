@@ -1,6 +1,11 @@
 """Default AR sampling settings of the pipeline, shared by `TTS`, `flexitts synthesize` and the web demo
 (a torch-free module, so the CLI can show them without importing the models)."""
 
+# Token rate when neither a merging threshold nor a frame rate is asked for: FlexiCodec's 8.3 Hz operating point,
+# reached for every voice (the reference is scheduled to it by per-utterance bisection and the AR's durations
+# follow it through `match_rate`). A fixed threshold gives a voice-dependent rate instead: the demo codec's
+# default tau 0.48 averages 8.3 Hz over the test split but merges the mb-us1 voice only to 10.8 Hz.
+DEFAULT_FRAME_RATE = 8.3
 # Durations are sampled from all 8 classes: a small model's duration head puts most mass on 1 frame (74% of the
 # tokens at the demo threshold), so greedy decoding makes every token 80 ms long and the rate 12.5 Hz.
 DEFAULT_DURATION_TOP_K = 8

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE
+from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_TOP_K
 
 logger = logging.getLogger("flexitts.app")
 
@@ -152,7 +152,7 @@ class DemoSynthesizer:
         return text
 
     def __call__(self, ref_audio: str | None, ref_text: str | None, text: str | None, text_file: str | None = None,
-                 frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = 25,
+                 frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K,
                  top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
                  seed: int | None = 0, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
@@ -246,7 +246,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
     synthesizer = DemoSynthesizer(tts, max_text_chars=max_text_chars)
 
     def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_FRAME_RATE, temperature=1.0,
-                   top_k=25, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
+                   top_k=DEFAULT_TOP_K, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
                    progress=gr.Progress()):
         """Speak `text` (or the .txt `text_file`) in the voice of `ref_audio`; returns the audio, the boundary
         picture, the average token rate and a details panel (per-stage timings)."""
@@ -296,7 +296,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
                                               elem_id="frame-rate")
                     with gr.Row():
                         temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-                        top_k = gr.Slider(1, 100, value=25, step=1, label="Top-k")
+                        top_k = gr.Slider(1, 100, value=DEFAULT_TOP_K, step=1, label="Top-k")
                     with gr.Row():
                         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
                         duration_top_k = gr.Slider(1, 8, value=DEFAULT_DURATION_TOP_K, step=1,

@@ -3,14 +3,20 @@
     corpus  flexitts corpus synth --out corpus/demo --hours 3                       (~1 min)
     asr     flexitts train asr --config configs/asr_demo.yaml                       (budget 50 min)
     codec   flexitts train codec --config configs/codec_demo.yaml                   (budget 60 min)
+            then flexitts train codec --config configs/codec_demo_phone.yaml --init runs/codec_demo/model
+            (phone distillation into the semantic codes, 120 min)
     tokens  flexitts data tokens --manifest corpus/demo/{train,valid}.jsonl ...     (~5 min)
-    ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 40 min)
+    ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 100 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
             then flexitts train nar --config configs/nar_demo_prior.yaml --init runs/nar_demo/model
             (adds the code encoder and its mel prior loss, 100 min)
+            then flexitts train nar --config configs/nar_demo_phone.yaml --init runs/nar_prior/model
+            (continues it, 100 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
+            then flexitts train vocoder --config configs/vocoder_demo_refine.yaml --init runs/vocoder_demo_polish/model
+            (3000 more mel-loss steps, 20 min)
     export  each run's final model, as float16, into the bundle folder
 
 Each model is exported into the bundle as soon as its stage ends (the codec stage needs the new recogniser,
@@ -28,15 +34,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent  # the source checkout holding configs/
 CORPUS = "corpus/demo"
-TOKENS = "runs/tokens_demo"
+TOKENS = "runs/tokens_phone"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_demo", "ar": "runs/ar_demo", "nar": "runs/nar_prior",
-          "vocoder": "runs/vocoder_demo_polish"}
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_phone", "ar": "runs/ar_phone", "nar": "runs/nar_phone",
+          "vocoder": "runs/vocoder_refine"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
-RUNS = {"nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo")],
+RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo")],
+        "nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo"),
+                ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior")],
         "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
-                    ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo")]}
+                    ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo"),
+                    ("vocoder_demo_refine", "runs/vocoder_refine", "runs/vocoder_demo_polish")]}
 
 
 @dataclass

@@ -23,7 +23,8 @@ import torch
 from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE, DEFAULT_PACE
+from flexitts.pipeline.sampling_defaults import (DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE,
+                                                 DEFAULT_PACE, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
@@ -224,7 +225,7 @@ class TTS:
         """Speak `text` in the voice of `ref_audio` (a path, bytes, or an array with `ref_sample_rate=`).
 
         Options (all keywords): merging_threshold or frame_rate (token rate; default: frame_rate 8.3, `DEFAULT_FRAME_RATE`),
-        temperature (1.0), top_k (25), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
+        temperature (1.0), top_k (5), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
         duration_temperature (1.0), pace ((0.8, 1.25): the new speech lasts 0.8-1.25 times what the reference's
         pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate (True: durations
         tilted to average 12.5 / rate frames, so the asked token rate is met), steps (15), cfg (2.0),
@@ -252,7 +253,7 @@ class TTS:
             yield joiner.push(audio), None
 
     def _run(self, text: str, ref_audio: Any, ref_text: str | None, streaming: bool, merging_threshold: float | None = None,
-             frame_rate: float | None = None, temperature: float = 1.0, top_k: int = 25, top_p: float = 1.0,
+             frame_rate: float | None = None, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K, top_p: float = 1.0,
              duration_top_k: int = DEFAULT_DURATION_TOP_K, duration_temperature: float = 1.0,
              pace: tuple[float, float] | None = DEFAULT_PACE, match_rate: bool = DEFAULT_MATCH_RATE, steps: int = 15, cfg: float = 2.0,
              rescale_cfg: float = 0.75, sway: float | None = None, speed: float = 1.0, seed: int | None = None,
@@ -276,6 +277,8 @@ class TTS:
             timings[stage] = timings.get(stage, 0.0) + now - clock
             clock = now
 
+        # Resolved once: the AR is asked for the same rate the reference is scheduled to.
+        merging_threshold, frame_rate = self._setting(merging_threshold, frame_rate)
         report("reference", 0.0)
         prompt = self.encode_reference(ref_audio, ref_text, merging_threshold, frame_rate, ref_sample_rate, max_reference_seconds)
         lap("reference")

@@ -5,7 +5,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_PACE
+    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_PACE, DEFAULT_TOP_K
 
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
     text = parser.add_mutually_exclusive_group(required=True)
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rescale-cfg", type=float, default=0.75, help="share of the std-rescaled guided velocity")
     parser.add_argument("--sway", type=float, default=None, help="sway-sampling coefficient of the NAR time grid (e.g. -1)")
     parser.add_argument("--temperature", type=float, default=1.0, help="AR code sampling temperature")
-    parser.add_argument("--top-k", type=int, default=25, help="AR code sampling top-k")
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"AR code sampling top-k (default {DEFAULT_TOP_K})")
     parser.add_argument("--top-p", type=float, default=1.0, help="AR code sampling top-p")
     parser.add_argument("--duration-top-k", type=int, default=DEFAULT_DURATION_TOP_K,
                         help=f"duration sampling top-k (default {DEFAULT_DURATION_TOP_K}: sampled; 1: greedy)")

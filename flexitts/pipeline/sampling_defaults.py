@@ -6,6 +6,10 @@
 # follow it through `match_rate`). A fixed threshold gives a voice-dependent rate instead: the demo codec's
 # default tau 0.48 averages 8.3 Hz over the test split but merges the mb-us1 voice only to 10.8 Hz.
 DEFAULT_FRAME_RATE = 8.3
+# Code sampling keeps the 5 likeliest codes: on 10 test sentences (mb-us1 reference, demo bundle) the output's
+# phone error rate was 0.89 at top-k 25, 0.87 at 10, 0.80 at 5 and 0.81 at 2, and 0.84 greedy (k=1), with the
+# same speaker similarity; the small AR's tail codes carry little content.
+DEFAULT_TOP_K = 5
 # Durations are sampled from all 8 classes: a small model's duration head puts most mass on 1 frame (74% of the
 # tokens at the demo threshold), so greedy decoding makes every token 80 ms long and the rate 12.5 Hz.
 DEFAULT_DURATION_TOP_K = 8

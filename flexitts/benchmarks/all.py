@@ -438,9 +438,11 @@ def _md_dynamic(s: dict[str, Any]) -> list[str]:
 
 
 def _checks_md(checks: list[dict[str, Any]]) -> list[str]:
+    from flexitts.benchmarks.codec import verdict
+
     if not checks:
         return []
-    return ["", "Checks: " + "; ".join(f"{c['name']} {_fmt(c['value'])} {'PASS' if c['pass'] else 'FAIL'}"
+    return ["", "Checks: " + "; ".join(f"{c['name']} {_fmt(c['value'])} {verdict(c)}"
                                        for c in checks) + "."]
 
 

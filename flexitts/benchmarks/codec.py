@@ -384,6 +384,11 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
     return result
 
 
+def verdict(check: dict[str, Any]) -> str:
+    """A report's verdict on one check: PASS, FAIL, or "reported" (`pass` None: a figure with no bar)."""
+    return "reported" if check["pass"] is None else ("PASS" if check["pass"] else "FAIL")
+
+
 def _checks(speed: list[dict], quality: list[dict], q_max: int) -> list[dict[str, Any]]:
     """Issue 4's bar: STOI and WER ratio at the largest Q (12.5 Hz, and reported at 6.25 Hz); RTF of both stages."""
     checks = []
@@ -391,12 +396,15 @@ def _checks(speed: list[dict], quality: list[dict], q_max: int) -> list[dict[str
         if row["num_quantizers"] != q_max or row["target_hz"] not in (12.5, 6.25):
             continue
         label = f"{row['num_quantizers']} quantizers, {row['target_hz']:g} Hz"
-        checks.append({"name": f"STOI ({label})", "value": row["stoi"], "limit": f">= {TARGET_STOI}",
-                       "pass": row["stoi"] is not None and row["stoi"] >= TARGET_STOI})
+        barred = row["target_hz"] == 12.5  # the issue asks only for the figures at 6.25 Hz
+        checks.append({"name": f"STOI ({label})", "value": row["stoi"],
+                       "limit": f">= {TARGET_STOI}" if barred else f"reported (bar at 12.5 Hz: >= {TARGET_STOI})",
+                       "pass": (row["stoi"] is not None and row["stoi"] >= TARGET_STOI) if barred else None})
         if row["wer"] is not None:
             ok = row["wer_original"] is not None and row["wer"] <= TARGET_WER_RATIO * row["wer_original"]
+            limit = f"<= {TARGET_WER_RATIO:g} x original ({row['wer_original']:.3f})"
             checks.append({"name": f"WER ({label})", "value": row["wer"],
-                           "limit": f"<= {TARGET_WER_RATIO:g} x original ({row['wer_original']:.3f})", "pass": ok})
+                           "limit": limit if barred else f"reported (bar at 12.5 Hz: {limit})", "pass": ok if barred else None})
     for stage in ("encode_rtf", "decode_rtf"):
         worst = max(s[stage] for s in speed)
         checks.append({"name": f"{stage.split('_')[0]} real-time factor (worst frame rate)", "value": worst,
@@ -469,6 +477,6 @@ def render_markdown(res: dict[str, Any]) -> str:
                      f"{_fmt(r['stoi'])} | {_fmt(r['pesq_wb'], 2)} | {_fmt(r['mel_distance'])} | {_fmt(r['wer'])} | "
                      f"{_fmt(r['wer_original'])} | {_fmt(r['wer_ratio'], 2)} | {r['decode_rtf']:.4f} |")
     lines += ["", "## Checks (issue 4)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {'PASS' if k['pass'] else 'FAIL'} |"
+    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {verdict(k)} |"
               for k in res["checks"]]
     return "\n".join(lines) + "\n"

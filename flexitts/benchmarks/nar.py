@@ -419,6 +419,8 @@ def row_label(row: dict[str, Any]) -> str:
 
 
 def render_markdown(res: dict[str, Any]) -> str:
+    from flexitts.benchmarks.codec import verdict
+
     h, d, s, m, c = res["host"], res["data"], res["settings"], res["models"], res["copy_synthesis"]
     lines = [
         "# NAR and vocoder benchmark", "",
@@ -454,7 +456,7 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"| {c['vocoder_rtf']:.4f} | {_fmt(c['stoi'])} | {_fmt(c['wer'])} | {_fmt(c['wer_original'])} | "
               f"{_fmt(c['wer_ratio'], 2)} | {_fmt(c.get('per'))} |", "",
               "## Checks (issue 6)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {'PASS' if k['pass'] else 'FAIL'} |"
+    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {verdict(k)} |"
               for k in res["checks"]]
     return "\n".join(lines) + "\n"
 

@@ -253,6 +253,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def render_markdown(res: dict[str, Any]) -> str:
+    from flexitts.benchmarks.codec import verdict
+
     h, s = res["host"], res["settings"]
     stages = [*STAGES, "other"]
     lines = [
@@ -285,7 +287,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                   f"{m['process_peak_rss_mb']:.1f} MiB.", ""]
     if res["checks"]:
         lines += ["## Checks (issue 7)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-        lines += [f"| {k['name']} | {_fmt(k['value'], 3)} | {k['limit']} | {'PASS' if k['pass'] else 'FAIL'} |"
+        lines += [f"| {k['name']} | {_fmt(k['value'], 3)} | {k['limit']} | {verdict(k)} |"
                   for k in res["checks"]]
     return "\n".join(lines) + "\n"
 

@@ -93,10 +93,10 @@ def bundled_voice(name: str = DEFAULT_VOICE, bundle: str | os.PathLike | None = 
     raise DataError(f"no bundled voice '{name}': choose one of {names}")
 
 
-def settings_grid(rates: Sequence[float] = DEFAULT_RATES, threshold_row: bool = True) -> list[dict[str, Any]]:
-    """The token-rate settings: one per `frame_rate`, then the codec's default threshold (`merging_threshold`
-    filled in by the benchmark). The row at the pipeline's default rate is marked `default` (the checks' row);
-    without one, a row with no setting at all (the pipeline's defaults) is added."""
+def settings_grid(rates: Sequence[float] = DEFAULT_RATES, threshold: float | None = None) -> list[dict[str, Any]]:
+    """The token-rate settings: one per `frame_rate`, then `merging_threshold=threshold` (the codec's default;
+    None: no such row). The row at the pipeline's default rate is marked `default` (the checks' row); without one,
+    a row with no setting at all (the pipeline's defaults) is added."""
     from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
 
     grid: list[dict[str, Any]] = []
@@ -104,9 +104,9 @@ def settings_grid(rates: Sequence[float] = DEFAULT_RATES, threshold_row: bool = 
         default = math.isclose(float(r), DEFAULT_FRAME_RATE)
         grid.append({"label": f"{float(r):g} Hz" + (" (default)" if default else ""), "frame_rate": float(r),
                      "merging_threshold": None, "default": default})
-    if threshold_row:
-        grid.append({"label": "codec default threshold", "frame_rate": None, "merging_threshold": None, "default": False,
-                     "threshold_row": True})
+    if threshold is not None:
+        grid.append({"label": f"threshold {threshold:g} (codec default)", "frame_rate": None,
+                     "merging_threshold": float(threshold), "default": False})
     if grid and not any(g["default"] for g in grid):
         grid.append({"label": "defaults", "frame_rate": None, "merging_threshold": None, "default": True})
     return grid
@@ -141,17 +141,14 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
         raise DataError(f"--sentences must be between 1 and {len(SENTENCES)}, got {sentences}")
     if not texts:
         raise DataError("the pipeline benchmark needs at least one sentence")
-    grid = settings_grid(rates, threshold_row)
+    threshold = float(tts.codec.config.default_threshold)
+    grid = settings_grid(rates, threshold if threshold_row else None)
     if not grid:
         raise DataError("no token-rate setting to benchmark")
     threads = cpu_count() if threads is None else int(threads)
     if threads < 1:
         raise DataError(f"threads must be at least 1, got {threads}")
     say = progress or (lambda _msg: None)
-    threshold = float(tts.codec.config.default_threshold)
-    for setting in grid:
-        if setting.get("threshold_row"):
-            setting["label"], setting["merging_threshold"] = f"threshold {threshold:g} (codec default)", threshold
 
     def synthesize(text: str, setting: dict[str, Any], seed_: int) -> tuple[Any, int, Any]:
         if not cached_reference:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_TOP_K
+from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
+                                                 DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
 logger = logging.getLogger("flexitts.app")
 
@@ -30,6 +31,7 @@ DEFAULT_MAX_TEXT_CHARS = 5000
 DEFAULT_MAX_QUEUE = 64
 MAX_TEXT_FILE_BYTES = 1_000_000
 SEED_RANGE = 2**31 - 1
+MAX_CANDIDATES = 8  # AR samples per chunk: each costs one more AR row, never more NAR work
 
 EXAMPLE_TEXTS = (
     "Dynamic frame rate tokens let a language model speak with fewer steps per second.",
@@ -154,7 +156,8 @@ class DemoSynthesizer:
     def __call__(self, ref_audio: str | None, ref_text: str | None, text: str | None, text_file: str | None = None,
                  frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K,
                  top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
-                 seed: int | None = 0, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
+                 seed: int | None = 0, candidates: int = DEFAULT_CANDIDATES, text_cfg: float = DEFAULT_TEXT_CFG,
+                 progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
 
         if not ref_audio:
@@ -164,7 +167,7 @@ class DemoSynthesizer:
             options = dict(
                 temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                 duration_top_k=int(duration_top_k), steps=int(steps), cfg=float(cfg), speed=float(speed),
-                seed=None if seed is None or seed == "" else int(seed),
+                seed=None if seed is None or seed == "" else int(seed), candidates=int(candidates), text_cfg=float(text_cfg),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"a sampling option is not a number: {one_line(error)}") from None
@@ -172,6 +175,10 @@ class DemoSynthesizer:
             raise ConfigError(f"temperature must be in (0, 10], not {options['temperature']:g}")
         if options["top_k"] < 1 or options["duration_top_k"] < 1:
             raise ConfigError("top-k and duration top-k must be at least 1")
+        if not 1 <= options["candidates"] <= MAX_CANDIDATES:
+            raise ConfigError(f"AR candidates must be between 1 and {MAX_CANDIDATES}, not {options['candidates']}")
+        if not 0.0 <= options["text_cfg"] <= 10.0:
+            raise ConfigError(f"text guidance must be between 0 and 10, not {options['text_cfg']:g}")
         if not 0.0 < options["top_p"] <= 1.0:
             raise ConfigError(f"top-p must be in (0, 1], not {options['top_p']:g}")
         if options["steps"] > 200:
@@ -247,12 +254,12 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
 
     def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_FRAME_RATE, temperature=1.0,
                    top_k=DEFAULT_TOP_K, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
-                   progress=gr.Progress()):
+                   candidates=DEFAULT_CANDIDATES, text_cfg=DEFAULT_TEXT_CFG, progress=gr.Progress()):
         """Speak `text` (or the .txt `text_file`) in the voice of `ref_audio`; returns the audio, the boundary
         picture, the average token rate and a details panel (per-stage timings)."""
         try:
             return synthesizer(ref_audio, ref_text, text, text_file, frame_rate_hz, temperature, top_k, top_p,
-                               duration_top_k, steps, cfg, speed, seed, progress=progress)
+                               duration_top_k, steps, cfg, speed, seed, candidates, text_cfg, progress=progress)
         except FlexiTTSError as error:
             message = one_line(error)
             for path in (ref_audio, text_file):  # Gradio's upload folder means nothing to the user: the file name does
@@ -301,6 +308,10 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
                         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
                         duration_top_k = gr.Slider(1, 8, value=DEFAULT_DURATION_TOP_K, step=1,
                                                    label="Duration top-k (1 = greedy)")
+                    with gr.Row():
+                        candidates = gr.Slider(1, MAX_CANDIDATES, value=DEFAULT_CANDIDATES, step=1,
+                                               label="AR candidates (best content rendered)")
+                        text_cfg = gr.Slider(0.0, 5.0, value=DEFAULT_TEXT_CFG, step=0.1, label="Text guidance (AR)")
                 with gr.Accordion("Rendering", open=False):
                     with gr.Row():
                         steps = gr.Slider(1, 64, value=15, step=1, label="NAR steps")
@@ -330,7 +341,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
         button.click(
             synthesize,
             inputs=[ref_audio, ref_text, text, text_file, frame_rate_hz, temperature, top_k, top_p, duration_top_k,
-                    steps, cfg, speed, seed],
+                    steps, cfg, speed, seed, candidates, text_cfg],
             outputs=[output_audio, plot, rate, details],
             api_name="synthesize",
         )

@@ -52,6 +52,10 @@ class ARConfig:
     code_loss_weight: float = 1.0
     duration_loss_weight: float = 1.0
     label_smoothing: float = 0.0
+    # Share of training items whose text (reference and new phonemes) is left out, so that the same model also
+    # predicts codes without text: the "unconditional" half of classifier-free guidance on the text
+    # (`generate(text_cfg=...)`, as in Koel-TTS).
+    text_drop_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.symbols = list(self.symbols)
@@ -72,6 +76,8 @@ class ARConfig:
             raise ConfigError("ARConfig: num_heads must be a multiple of num_kv_heads")
         if self.codebook_size < 1 or self.max_duration < 1 or self.num_layers < 1 or self.head_rank < 0:
             raise ConfigError("ARConfig: codebook_size, max_duration and num_layers must be positive, head_rank >= 0")
+        if not 0.0 <= self.text_drop_prob < 1.0:
+            raise ConfigError(f"ARConfig.text_drop_prob must be in [0, 1), not {self.text_drop_prob}")
 
     @property
     def eos_id(self) -> int:

@@ -195,6 +195,7 @@ def generate(
     max_new_tokens: int | None = None,
     pace: tuple[float, float] | None = None,
     match_rate: bool = False,
+    text_cfg: float = 0.0,
 ) -> ARGeneration:
     """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
 
@@ -219,6 +220,9 @@ def generate(
             `12.5 / rate` frames plus half the frames the speech so far is short of that pace: the speech then
             comes at the asked token rate (within about a token) even when the duration head under-predicts long
             merges. Greedy durations then take the tilted argmax.
+        text_cfg: classifier-free guidance on the text, weight w: code log-probabilities become
+            `log p(s | text) + w (log p(s | text) - log p(s | no text))`, the second term from a copy of each item
+            whose prefix has no phonemes (run in the same batch, fed the same tokens). 0: off.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -269,16 +273,28 @@ def generate(
             f"{cfg.max_positions} positions: shorten the text or the reference"
         )
 
+    if text_cfg < 0:
+        raise ConfigError(f"text_cfg must be >= 0, not {text_cfg}")
+    generators = _generators(seed, batch, device)
+    if text_cfg > 0:  # the text-free copies: same prompt codes, rate and limits, no phonemes
+        empty = torch.zeros(0, dtype=torch.long)
+        texts, ref_ph = texts + [empty] * batch, ref_ph + [empty] * batch
+        ref_codes, ref_durs, rates = ref_codes * 2, ref_durs * 2, rates * 2
+        min_len, max_len, min_frames, max_frames = (torch.cat([x, x]) for x in (min_len, max_len, min_frames, max_frames))
     was_training = model.training
     model.eval()
     try:
-        return _loop(
+        out = _loop(
             model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
-            match_rate, _generators(seed, batch, device),
-            temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device,
+            match_rate, generators,
+            temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device, text_cfg,
         )
     finally:
         model.train(was_training)
+    if text_cfg > 0:
+        size = max(1, int(out.lengths[:batch].max()))
+        out = ARGeneration(out.codes[:batch, :size], out.durations[:batch, :size], out.lengths[:batch], out.ended_by_eos[:batch])
+    return out
 
 
 def _loop(
@@ -301,10 +317,14 @@ def _loop(
     duration_temperature: float,
     use_cache: bool,
     device: torch.device,
+    text_cfg: float = 0.0,
 ) -> ARGeneration:
     """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum
     (tokens, or frames covered), sample the next code (EOS masked below the minimum tokens or frames), stop items
-    at EOS, feed the new token."""
+    at EOS, feed the new token.
+
+    With `text_cfg` > 0 the batch's second half holds the text-free copies of the first half's items: they get the
+    first half's (guided) draws, so both halves always hold the same tokens and durations."""
     from transformers import DynamicCache
 
     cfg = model.config
@@ -336,13 +356,18 @@ def _loop(
     ended_by_eos = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
     all_embeds, all_mask, all_positions = embeds, mask, positions  # the no-cache path re-reads everything
+    guided, half = text_cfg > 0, batch // 2
     step = 0
     while True:
         # Two uniforms per item and step (duration, code), drawn whether used or not: each item's stream
         # advances the same way in any batch.
         uniforms = torch.stack([torch.rand(2, generator=g, device=device, dtype=torch.float64) for g in generators])
+        if guided:
+            uniforms = torch.cat([uniforms, uniforms])
         if step > 0:
             dur_logits = model.duration_head(state).to(_sampling_dtype(state))
+            if guided:  # durations follow the text-conditioned rows
+                dur_logits = torch.cat([dur_logits[:half], dur_logits[:half]])
             if match_rate:
                 # Aim each draw at the mean plus a share of the frames still owed, so the realised rate
                 # tracks the target over the utterance instead of drifting like a random walk.
@@ -356,6 +381,8 @@ def _loop(
         if not bool(active.any()):
             break
         logits = model.code_head(state).to(_sampling_dtype(state))
+        if guided:
+            logits = _text_guided(logits, half, text_cfg, cfg.eos_id)
         # EOS is not a choice before the minimum length.
         too_short = (step < min_len) | (covered < min_frames)
         logits[:, cfg.eos_id] = torch.where(too_short, float("-inf"), logits[:, cfg.eos_id])
@@ -383,6 +410,18 @@ def _loop(
     return ARGeneration(
         codes=out_codes[:, :size].clone(), durations=out_durs[:, :size].clone(), lengths=lengths, ended_by_eos=ended_by_eos
     )
+
+
+def _text_guided(logits: torch.Tensor, half: int, weight: float, eos_id: int) -> torch.Tensor:
+    """Classifier-free guidance on the text: `logits [2H, V + 1]` (rows `:H` with the text, `H:` without) ->
+    `[2H, V + 1]`, both halves `lc + w (lc - lu)` over the codes in log-probabilities; EOS keeps the
+    text-conditioned log-probability (when to stop is the text's business, not the guidance's)."""
+    lc = torch.log_softmax(logits[:half], dim=-1)
+    lu = torch.log_softmax(logits[half:], dim=-1)
+    guided = lc + weight * (lc - lu)
+    guided[:, eos_id] = lc[:, eos_id]
+    guided = torch.nan_to_num(guided, nan=float("-inf"))  # -inf - -inf on masked classes
+    return torch.cat([guided, guided])
 
 
 def _sampling_dtype(x: torch.Tensor) -> torch.dtype:

@@ -211,9 +211,14 @@ class ARModel(nn.Module, PretrainedMixin):
 
         Batch: `phonemes [B, P]` long (0-padded), `phoneme_lengths [B]`, `codes [B, G]` long, `durations [B, G]`
         long (1..max_duration, 0 on padding), `code_lengths [B]`, `rate [B]` float (tokens per second).
+        In training mode, `text_drop_prob` of the items lose their text (phoneme length 0).
         Returns `loss` (weighted sum, with gradient), `code_loss`, `dur_loss`, `code_acc`, `dur_acc` (detached).
         """
         cfg = self.config
+        if self.training and cfg.text_drop_prob > 0:
+            lengths = batch["phoneme_lengths"]
+            dropped = torch.rand(lengths.shape, device=lengths.device) < cfg.text_drop_prob
+            batch = {**batch, "phoneme_lengths": torch.where(dropped, torch.zeros_like(lengths), lengths)}
         out = self.teacher_forced_outputs(batch)
         code_loss = F.cross_entropy(out["code_logits"].float(), out["code_targets"], label_smoothing=cfg.label_smoothing)
         dur_loss = self._duration_loss(out["dur_logits"], out["dur_targets"]).mean()
@@ -262,34 +267,13 @@ class ARModel(nn.Module, PretrainedMixin):
         return prompt + ([sep] if sep is not None else []) + text
 
     # -- inference ---------------------------------------------------------------------------------------
-    def generate(
-        self,
-        phonemes: Any,
-        prompt_codes: Any = None,
-        prompt_durations: Any = None,
-        prompt_phonemes: Any = None,
-        rate: Any = None,
-        temperature: float = 1.0,
-        top_k: int = 25,
-        top_p: float = 1.0,
-        duration_top_k: int = 1,
-        duration_temperature: float = 1.0,
-        min_len_ratio: float = 0.15,
-        max_len_ratio: float = 2.0,
-        seed: int | Sequence[int] | None = None,
-        use_cache: bool = True,
-        max_new_tokens: int | None = None,
-        pace: tuple[float, float] | None = None,
-        match_rate: bool = False,
-    ) -> "ARGeneration":  # noqa: F821 (ar.generate imports this module)
-        """Sample new codes and durations (the new speech only); see `ar.generate.generate` for the arguments."""
+    def generate(self, phonemes: Any, prompt_codes: Any = None, prompt_durations: Any = None,
+                 prompt_phonemes: Any = None, **options: Any) -> "ARGeneration":  # noqa: F821 (ar.generate imports this module)
+        """Sample new codes and durations (the new speech only); `options` (rate, temperature, top_k, pace, ...)
+        are `ar.generate.generate`'s keyword arguments."""
         from ar.generate import generate
 
-        return generate(
-            self, phonemes, prompt_codes, prompt_durations, prompt_phonemes, rate, temperature, top_k, top_p,
-            duration_top_k, duration_temperature, min_len_ratio, max_len_ratio, seed, use_cache, max_new_tokens, pace,
-            match_rate,
-        )
+        return generate(self, phonemes, prompt_codes, prompt_durations, prompt_phonemes, **options)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

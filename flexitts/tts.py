@@ -23,14 +23,15 @@ import torch
 from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
-from flexitts.pipeline.sampling_defaults import (DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE,
-                                                 DEFAULT_PACE, DEFAULT_TOP_K)
+from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
+                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
 MODEL_FOLDERS = ("codec", "ar", "nar", "vocoder")  # plus the optional "asr" recogniser
 DEFAULT_CHUNK_SECONDS = 8.0  # about the length of the utterances the demo AR model was trained on
-MAX_CHUNK_BATCH = 8  # chunks synthesised together; more would mostly grow peak memory
+MAX_CHUNK_BATCH = 8  # chunks (times AR candidates) synthesised together; more would mostly grow peak memory
+CANDIDATE_SEED_STRIDE = 7919  # seed offset between a chunk's AR candidates (a prime, so no two chunks share seeds)
 Progress = Callable[[str, float], None]  # (stage name, fraction of the whole synthesis done)
 
 
@@ -47,13 +48,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 @dataclass
 class ChunkResult:
-    """One text chunk's synthesis: its text and phonemes, the AR's codes and durations, and its audio."""
+    """One text chunk's synthesis: its text and phonemes, the AR's codes and durations, and its audio.
+    With several AR candidates, `candidate_scores` holds each one's content score (lower is better) and
+    `candidate` the index of the one rendered."""
 
     text: str
     phonemes: list[str]
     codes: np.ndarray  # [G]
     durations: np.ndarray  # [G], 12.5 Hz frames per code
     audio: np.ndarray  # [S] float32
+    candidate: int = 0
+    candidate_scores: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -155,6 +160,20 @@ class TTS:
         return cls(FlexiCodec.from_pretrained(source("codec")), ARModel.from_pretrained(source("ar")),
                    Voicebox.from_pretrained(source("nar")), Vocoder.from_pretrained(source("vocoder")),
                    asr=asr, device=device, precision=precision)
+
+    # ------------------------------------------------------------------ AR candidates
+    def _content_scorer(self) -> "ContentScorer":  # noqa: F821
+        from flexitts.pipeline.rerank import ContentScorer
+
+        if self.asr is None or getattr(self.codec.config, "asr", None) != "ctc":
+            raise ConfigError("candidates > 1 needs a bundle whose codec reads the CTC phone recogniser's features")
+        return ContentScorer(self.codec, self.asr)
+
+    def _phone_ids(self, symbols: list[str]) -> list[int]:
+        """A chunk's phoneme symbols -> the recogniser's phone ids (phones only: what its CTC head emits)."""
+        from flexitts.text import phones_only
+
+        return self.table.encode(phones_only(symbols))
 
     # ------------------------------------------------------------------ reference
     def _setting(self, merging_threshold: float | None, frame_rate: float | None) -> tuple[float | None, float | None]:
@@ -259,13 +278,16 @@ class TTS:
              rescale_cfg: float = 0.75, sway: float | None = None, speed: float = 1.0, seed: int | None = None,
              progress: Progress | None = None, ref_sample_rate: int | None = None,
              max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,
-             chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             chunk_seconds: float = DEFAULT_CHUNK_SECONDS, candidates: int = DEFAULT_CANDIDATES,
+             text_cfg: float = DEFAULT_TEXT_CFG) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
             raise ConfigError(f"speed must be between 0.25 and 4, not {speed}")
         if steps < 1:
             raise ConfigError(f"steps must be at least 1, not {steps}")
+        if candidates < 1:
+            raise ConfigError(f"candidates must be at least 1, not {candidates}")
         report = progress or (lambda stage, fraction: None)
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
         timings: dict[str, float] = {}
@@ -290,17 +312,32 @@ class TTS:
 
         report("ar", 0.15)
         generated: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for start in range(0, len(chunks), MAX_CHUNK_BATCH):
-            ids = phoneme_ids[start : start + MAX_CHUNK_BATCH]
-            n = len(ids)
+        choices: list[tuple[int, list[float]]] = []  # per chunk: (candidate rendered, every candidate's score)
+        per_batch = max(1, MAX_CHUNK_BATCH // candidates)
+        for start in range(0, len(chunks), per_batch):
+            ids = phoneme_ids[start : start + per_batch]
+            # Candidate k of chunk i draws from seed + i + k * CANDIDATE_SEED_STRIDE: candidate 0 is the draw
+            # a single-candidate run makes.
+            rows = [(i, k) for i in range(start, start + len(ids)) for k in range(candidates)]
+            n = len(rows)
             with torch.no_grad():
                 out = self.ar.generate(
-                    [torch.tensor(i) for i in ids], prompt_codes=[prompt.codes] * n, prompt_durations=[prompt.durations] * n,
-                    prompt_phonemes=[torch.tensor(prompt.phoneme_ids)] * n, rate=frame_rate, temperature=temperature,
-                    top_k=top_k, top_p=top_p, duration_top_k=duration_top_k, duration_temperature=duration_temperature,
-                    pace=pace, match_rate=match_rate, seed=[seed + start + k for k in range(n)],
+                    [torch.tensor(phoneme_ids[i]) for i, _ in rows], prompt_codes=[prompt.codes] * n,
+                    prompt_durations=[prompt.durations] * n, prompt_phonemes=[torch.tensor(prompt.phoneme_ids)] * n,
+                    rate=frame_rate, temperature=temperature, top_k=top_k, top_p=top_p, duration_top_k=duration_top_k,
+                    duration_temperature=duration_temperature, pace=pace, match_rate=match_rate,
+                    seed=[seed + i + k * CANDIDATE_SEED_STRIDE for i, k in rows], text_cfg=text_cfg,
                 )
-            generated.extend(out.unbatch())
+            drawn = out.unbatch()
+            scores = torch.zeros(len(ids), 0)
+            if candidates > 1:
+                scores = self._content_scorer().score(
+                    [c for c, _ in drawn], [d for _, d in drawn], [self._phone_ids(phonemes[i]) for i, _ in rows],
+                ).view(len(ids), candidates)
+            for j in range(len(ids)):
+                k = int(scores[j].argmin()) if candidates > 1 else 0
+                generated.append(drawn[j * candidates + k])
+                choices.append((k, scores[j].tolist()))
         lap("ar")
 
         results: list[ChunkResult] = []
@@ -312,7 +349,8 @@ class TTS:
                                  [seed + i for i in group], lap)
             for i, wav in zip(group, audio):
                 codes, durations = generated[i]
-                results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav))
+                results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav,
+                                           *choices[i]))
                 if streaming:
                     yield wav, None
         timings["total"] = time.perf_counter() - started

@@ -63,13 +63,20 @@ def test_config_checks_and_presets():
 
 
 def test_method_and_function_agree():
+    """`ARModel.generate` is `ar.generate` with the model bound: same leading arguments, options passed on."""
     import inspect
 
     from ar import generate
 
-    method = list(inspect.signature(ARModel.generate).parameters.values())[2:]
-    function = list(inspect.signature(generate).parameters.values())[2:]
-    assert [(p.name, p.default) for p in method] == [(p.name, p.default) for p in function]
+    method = [p.name for p in inspect.signature(ARModel.generate).parameters.values()][1:5]
+    function = [p.name for p in inspect.signature(generate).parameters.values()][1:5]
+    assert method == function
+    model = tiny_model()
+    a = model.generate([6, 7, 8], prompt_codes=[1, 2], prompt_durations=[1, 3], seed=4, top_k=0, max_new_tokens=6, rate=6.0)
+    b = generate(model, [6, 7, 8], [1, 2], [1, 3], seed=4, top_k=0, max_new_tokens=6, rate=6.0)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.durations, b.durations)
+    with pytest.raises(TypeError):
+        model.generate([6, 7, 8], no_such_option=1)
 
 
 def test_layout_and_duration_alignment():
@@ -360,3 +367,54 @@ def test_fsq_code_head_is_a_product_of_digit_distributions():
     a = model.generate(phonemes, seed=0, max_new_tokens=8)
     b = model.generate(phonemes, seed=0, max_new_tokens=8, use_cache=False)
     assert torch.equal(a.codes, b.codes) and torch.equal(a.durations, b.durations)
+
+
+def test_text_guided_greedy_generation_is_a_fixed_point_of_guided_teacher_forcing():
+    """With text CFG, each greedy code is the argmax of `lc + w (lc - lu)`, where `lc` and `lu` are the
+    teacher-forced log-probabilities of the same tokens with and without the text: the text-free copies see
+    exactly the tokens the guided rows drew, and durations follow the text-conditioned rows."""
+    import torch.nn.functional as F
+
+    model = tiny_model(torch.float64, seed=5)
+    prompt_codes, prompt_durations, prompt_phonemes, text = [4, 9, 33], [2, 1, 5], [8, 9], [10, 11, 12, 13]
+    weight = 1.5
+    kwargs = dict(prompt_codes=prompt_codes, prompt_durations=prompt_durations, prompt_phonemes=prompt_phonemes,
+                  rate=7.0, top_k=1, min_len_ratio=3.0, max_len_ratio=3.0)
+    out = model.generate(text, text_cfg=weight, **kwargs)
+    codes, durations = out.item(0)
+    plain = model.generate(text, **kwargs).item(0)[0]
+    assert codes.tolist() != plain.tolist()  # the guidance changes the draws of this random model
+
+    def forced(phonemes):
+        batch = collate_examples([phonemes], [prompt_codes + codes.tolist()], [prompt_durations + durations.tolist()], [7.0])
+        batch["rate"] = batch["rate"].double()
+        return model.teacher_forced_outputs(batch)
+
+    with_text, without = forced(model.join_text(prompt_phonemes, text)), forced([])
+    eos = model.config.eos_id
+    lc, lu = F.log_softmax(with_text["code_logits"], -1), F.log_softmax(without["code_logits"], -1)
+    guided = (lc + weight * (lc - lu))[:, :eos]  # EOS was masked while generating (min = max length)
+    span = slice(len(prompt_codes), len(prompt_codes) + len(codes))
+    assert guided.argmax(-1)[span].tolist() == codes.tolist()
+    assert (with_text["dur_logits"].argmax(-1) + 1)[len(prompt_codes):].tolist() == durations.tolist()
+    # Batched with another text, an item draws what it draws alone; the cache changes nothing.
+    pair = model.generate([text, [20, 21, 22]], text_cfg=weight, seed=0, use_cache=False, **{**kwargs, "prompt_codes": [prompt_codes] * 2,
+                          "prompt_durations": [prompt_durations] * 2, "prompt_phonemes": [prompt_phonemes] * 2})
+    assert pair.item(0)[0].tolist() == codes.tolist() and pair.codes.shape[0] == 2
+    with pytest.raises(ConfigError):
+        model.generate(text, text_cfg=-1.0)
+
+
+def test_text_dropout_trains_the_text_free_prediction():
+    """`text_drop_prob` close to 1: the training loss is the loss of the same batch with no text; 0: with it."""
+    batch = random_batch([(6, 5), (4, 7)], seed=2)
+    model = tiny_model(torch.float64, seed=1, text_drop_prob=0.999999)
+    batch = {k: (v.double() if v.is_floating_point() else v) for k, v in batch.items()}
+    no_text = {**batch, "phoneme_lengths": torch.zeros_like(batch["phoneme_lengths"])}
+    model.train()
+    dropped = model.training_step(batch)["loss"]
+    model.eval()
+    assert torch.allclose(dropped, model.training_step(no_text)["loss"])
+    assert not torch.allclose(dropped, model.training_step(batch)["loss"])  # eval mode keeps the text
+    with pytest.raises(ConfigError):
+        tiny_config(text_drop_prob=1.0)

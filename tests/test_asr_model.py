@@ -110,7 +110,7 @@ def test_bundled_recogniser_transcribes_a_training_voice():
     from flexitts.corpus.synth import synthesize
     from flexitts.corpus.voices import Speaker, resolve_voice
     from flexitts.text import PhonemeTable, phonemize
-    from flexitts.training.asr_data import phones_only
+    from flexitts.text import phones_only
 
     model = CTCPhoneRecognizer.from_pretrained()
     assert PhonemeTable(model.config.symbols) == PhonemeTable.default()

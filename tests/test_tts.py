@@ -96,6 +96,51 @@ def test_speed_and_frame_rate(tts, real_speech_16k):
     assert other.frame_rate == pytest.approx(12.5) and info.frame_rate < 12.0
 
 
+def test_candidates_render_the_best_scored_draw(tts, real_speech_16k, monkeypatch):
+    """With k AR candidates the chunk renders the draw of lowest content score; candidate j is the draw a
+    one-candidate run makes with seed + j * CANDIDATE_SEED_STRIDE. (The tiny bundle's random recogniser scores
+    every draw alike, so a scorer with fixed scores stands in for it here; tests/test_rerank.py checks the real
+    scorer on the demo bundle.)"""
+    import torch
+
+    from flexitts.tts import CANDIDATE_SEED_STRIDE
+
+    seen = []
+
+    class FixedScores:
+        def score(self, codes, durations, phones):
+            seen.append([c.tolist() for c in codes])
+            return torch.tensor([2.0, 0.5, 1.0])
+
+    options = dict(ref_text=REF_TEXT, seed=11, steps=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(tts, "_content_scorer", lambda: FixedScores())
+        _, _, info = tts.synthesize("A short sentence to say.", real_speech_16k, candidates=3, **options)
+    chunk = info.chunks[0]
+    assert chunk.candidate == 1 and chunk.candidate_scores == [2.0, 0.5, 1.0]
+    assert len({tuple(c) for c in seen[0]}) == 3  # three different draws were scored
+    for j in range(3):
+        alone = tts.synthesize("A short sentence to say.", real_speech_16k, candidates=1,
+                               **{**options, "seed": 11 + j * CANDIDATE_SEED_STRIDE})[2].chunks[0]
+        assert alone.candidate_scores == [] and alone.codes.tolist() == seen[0][j]
+    assert chunk.codes.tolist() == seen[0][1]
+    # The real scorer runs on the bundle and scores each draw.
+    real = tts.synthesize("A short sentence to say.", real_speech_16k, candidates=2, **options)[2].chunks[0]
+    assert len(real.candidate_scores) == 2 and all(np.isfinite(real.candidate_scores))
+    with pytest.raises(ConfigError):
+        tts.synthesize("Hi there.", real_speech_16k, candidates=0)
+
+
+def test_text_guidance_option(tts, real_speech_16k):
+    options = dict(ref_text=REF_TEXT, seed=2, steps=1)
+    a = tts.synthesize("A short sentence to say.", real_speech_16k, text_cfg=1.0, **options)[2]
+    b = tts.synthesize("A short sentence to say.", real_speech_16k, text_cfg=1.0, **options)[2]
+    plain = tts.synthesize("A short sentence to say.", real_speech_16k, **options)[2]
+    assert np.array_equal(a.codes, b.codes) and not np.array_equal(a.codes, plain.codes)
+    with pytest.raises(ConfigError):
+        tts.synthesize("Hi there.", real_speech_16k, text_cfg=-0.5)
+
+
 def test_bad_input(tts, real_speech_16k, tmp_path):
     with pytest.raises(AudioError):
         tts.synthesize("Hello.", tmp_path / "missing.wav")

@@ -118,7 +118,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                       steps: Sequence[int] = DEFAULT_STEPS, cfgs: Sequence[float] = DEFAULT_CFGS,
                       sway_row: tuple[int, float, float] | None = SWAY_ROW, rescale_cfg: float = 0.75,
                       wer: bool = True, similarity: bool = True, phones: bool = True, threads: int | None = None,
-                      seed: int = 0,
+                      seed: int = 0, merging_threshold: float | None = None,
                       info: dict[str, Any] | None = None, progress: Progress = None) -> dict[str, Any]:
     """Benchmark the NAR and the vocoder of `tts` (a `flexitts.TTS`: its codec, nar, vocoder and mel) on `cases`.
 
@@ -161,6 +161,9 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
     mel_cfg = nar.config.mel
     sr, hop, fpb = int(mel_cfg.sample_rate), int(mel_cfg.hop_length), int(mel_cfg.frames_per_base)
     codec_rate = int(codec.sample_rate)
+    threshold = float(codec.config.default_threshold if merging_threshold is None else merging_threshold)
+    if not 0 < threshold <= 1:
+        raise DataError(f"merging threshold must be in (0, 1], got {threshold}")
     cuda = torch.device(device).type == "cuda"
 
     def sync() -> None:
@@ -168,7 +171,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             torch.cuda.synchronize(device)
 
     def tokens_of(wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tok = codec.encode(wav.to(device), codec_rate, num_quantizers=1)  # the codec's default threshold
+        tok = codec.encode(wav.to(device), codec_rate, num_quantizers=1, merging_threshold=threshold)
         g = int(tok.num_tokens[0])
         return tok.semantic_codes[0, :g], tok.token_lengths[0, :g]
 
@@ -300,7 +303,8 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
         "benchmark": "nar",
         "models": {"nar_parameters": sum(p.numel() for p in nar.parameters()),
                    "vocoder_parameters": sum(p.numel() for p in vocoder.parameters()),
-                   "codec_threshold": float(codec.config.default_threshold),
+                   "codec_threshold": threshold,
+                   "codec_default_threshold": float(codec.config.default_threshold),
                    "mel": {"sample_rate": sr, "hop_length": hop, "n_mels": int(mel_cfg.n_mels)}},
         "settings": {"rescale_cfg": rescale_cfg, "seed": seed, "wer": bool(recognizer), "similarity": bool(speaker_sim),
                      "per": bool(reader),
@@ -311,6 +315,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
         "host": {**machine_description(threads), "device": str(device), "nar_precision": precision},
         "data": {"utterances": len(cases), "seconds": sum(c.target.seconds for c in cases),
                  "prompt_seconds_mean": sum(c.prompt.seconds for c in cases) / len(cases),
+                 "frame_rate_hz": sum(len(p[0]) for p in prepared) * BASE_RATE / max(1, sum(int(p[1].sum()) for p in prepared)),
                  "speakers": sorted({c.target.speaker for c in cases})},
         "rows": rows,
         "copy_synthesis": copy_row,
@@ -429,8 +434,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         + (f"; bundle `{s['checkpoint']}`" if s.get("checkpoint") else "") + ".",
         f"Data: {d['utterances']} utterances, {d['seconds']:.1f} s"
         + (f" from `{s['manifest']}`" if s.get("manifest") else "")
-        + f"; speakers {', '.join(d['speakers'])}. Ground-truth codes and durations from the codec at its default "
-          f"threshold {m['codec_threshold']:g}; prompt: the first {d['prompt_seconds_mean']:.2f} s (mean; whole "
+        + f"; speakers {', '.join(d['speakers'])}. Ground-truth codes and durations from the codec at "
+          + ("its default threshold" if m['codec_threshold'] == m.get('codec_default_threshold', m['codec_threshold'])
+             else "merging threshold") + f" {m['codec_threshold']:g} ({d.get('frame_rate_hz', float('nan')):.2f} tokens/s); prompt: the first {d['prompt_seconds_mean']:.2f} s (mean; whole "
           "80 ms frames) of another utterance of the same speaker.",
         f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
@@ -482,6 +488,8 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-similarity", action="store_true", help="skip resemblyzer similarity")
     parser.add_argument("--no-per", action="store_true", help="skip the recogniser's phone error rate against the original")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (utterance i uses seed + i)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="merging threshold of the ground-truth codes (1 = unmerged 12.5 Hz; default: the codec's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every CPU available)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -519,7 +527,8 @@ def run_cli(args: argparse.Namespace) -> int:
             "limit": limit, "skipped_without_prompt": skipped}
     result = run_nar_benchmark(tts, cases, args.out, steps=args.steps, cfgs=args.cfg,
                                sway_row=None if args.no_sway else SWAY_ROW, wer=not args.no_wer,
-                               similarity=not args.no_similarity, phones=not args.no_per, threads=args.threads, seed=args.seed, info=info,
+                               similarity=not args.no_similarity, phones=not args.no_per, threads=args.threads, seed=args.seed,
+                               merging_threshold=args.threshold, info=info,
                                progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     json_path, md_path = report_paths(args.out)
     shown = next((r for r in result["rows"] if r["steps"] == 15 and r["cfg"] == 2.0), result["rows"][0])

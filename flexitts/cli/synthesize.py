@@ -5,7 +5,8 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from flexitts.pipeline.sampling_defaults import DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE, DEFAULT_PACE, DEFAULT_TOP_K
+    from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
+                                                     DEFAULT_PACE, DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
     text = parser.add_mutually_exclusive_group(required=True)
@@ -27,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="AR code sampling top-p")
     parser.add_argument("--duration-top-k", type=int, default=DEFAULT_DURATION_TOP_K,
                         help=f"duration sampling top-k (default {DEFAULT_DURATION_TOP_K}: sampled; 1: greedy)")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                        help="AR samples per text chunk; the one whose codes best match the text's phones is rendered "
+                             f"(default {DEFAULT_CANDIDATES})")
+    parser.add_argument("--text-cfg", type=float, default=DEFAULT_TEXT_CFG,
+                        help=f"classifier-free guidance on the text for the AR's codes (default {DEFAULT_TEXT_CFG:g}; 0: off)")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--pace", type=float, nargs=2, default=DEFAULT_PACE, metavar=("LO", "HI"),
                       help="length window relative to the reference's pace (default: %(default)s)")
@@ -67,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     wav, rate, info = tts.synthesize(
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k,
-        pace=None if args.no_pace else tuple(args.pace), match_rate=not args.no_match_rate, speed=args.speed, seed=args.seed,
+        top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k, candidates=args.candidates,
+        text_cfg=args.text_cfg, pace=None if args.no_pace else tuple(args.pace), match_rate=not args.no_match_rate, speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
     print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "

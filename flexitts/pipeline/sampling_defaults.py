@@ -18,3 +18,8 @@ DEFAULT_PACE = (0.8, 1.25)
 # Tilt each duration distribution so its mean is 12.5 / rate frames: the speech comes at the asked token rate
 # even when the duration head under-predicts long merges (see `ar.generate`'s `match_rate`).
 DEFAULT_MATCH_RATE = True
+# AR samples drawn per text chunk; the one whose codes best explain the text's phones is rendered
+# (`flexitts.pipeline.rerank`). 1: no reranking.
+DEFAULT_CANDIDATES = 1
+# Classifier-free guidance weight on the text for the AR's codes (`ar.generate`'s `text_cfg`); 0: off.
+DEFAULT_TEXT_CFG = 0.0

@@ -22,13 +22,14 @@ from flexitts.text.phonemize import (
     phonemize_batch,
     tokens_from_espeak,
 )
-from flexitts.text.symbols import EOS, PAD, SEP, SOS, SPECIAL_TOKENS, TASK, UNK, PhonemeTable
+from flexitts.text.symbols import EOS, PAD, SEP, SOS, SPECIAL_TOKENS, TASK, UNK, PhonemeTable, phones_only
 
 __all__ = [
     "normalize_text",
     "has_speakable",
     "phonemize",
     "phonemize_batch",
+    "phones_only",
     "tokens_from_espeak",
     "PhonemeTable",
     "split_into_chunks",

@@ -239,3 +239,12 @@ class PhonemeTable:
 @functools.lru_cache(maxsize=1)
 def _default_table() -> PhonemeTable:
     return PhonemeTable(DEFAULT_SYMBOLS)
+
+
+def phones_only(symbols: Sequence[str]) -> list[str]:
+    """The phones of a phonemised text, without stress marks, word boundaries, punctuation or specials (what the
+    CTC phone recogniser is trained to emit)."""
+    from flexitts.text.phonemize import PUNCTUATION_MARKS, STRESS_MARKS, WORD_BOUNDARY
+
+    dropped = set(SPECIAL_TOKENS) | set(STRESS_MARKS) | set(PUNCTUATION_MARKS) | {WORD_BOUNDARY}
+    return [s for s in symbols if s not in dropped]

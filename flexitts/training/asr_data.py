@@ -15,14 +15,7 @@ import torch
 
 from flexitts.data.manifest import Utterance, read_manifest
 from flexitts.errors import DataError
-from flexitts.text import PUNCTUATION_MARKS, SPECIAL_TOKENS, STRESS_MARKS, WORD_BOUNDARY, PhonemeTable, phonemize_batch
-
-_NOT_PHONES = set(SPECIAL_TOKENS) | set(STRESS_MARKS) | set(PUNCTUATION_MARKS) | {WORD_BOUNDARY}
-
-
-def phones_only(symbols: Sequence[str]) -> list[str]:
-    """The phones of a phonemised text, without stress marks, word boundaries, punctuation or specials."""
-    return [s for s in symbols if s not in _NOT_PHONES]
+from flexitts.text import PhonemeTable, phonemize_batch, phones_only
 
 
 def phonemize_utterances(utterances: Sequence[Utterance]) -> list[list[str]]:

@@ -167,7 +167,7 @@ class TTS:
 
         if self.asr is None or getattr(self.codec.config, "asr", None) != "ctc":
             raise ConfigError("candidates > 1 needs a bundle whose codec reads the CTC phone recogniser's features")
-        return ContentScorer(self.codec, self.asr)
+        return ContentScorer(self.codec, self.asr, self.nar, self.vocoder)
 
     def _phone_ids(self, symbols: list[str]) -> list[int]:
         """A chunk's phoneme symbols -> the recogniser's phone ids (phones only: what its CTC head emits)."""

@@ -1,6 +1,6 @@
-"""`flexitts.pipeline.rerank.ContentScorer` with the demo bundle's codec and recogniser: the codes of real speech
-explain their own transcript's phones better than another sentence's, the score is per phone, and a candidate
-too short for its phones scores +inf."""
+"""`flexitts.pipeline.rerank.ContentScorer` with the demo bundle's models, in both readings (the NAR's prior mel
+through the vocoder, and the codes alone): the codes of real speech explain their own transcript's phones better
+than another sentence's, the score is per phone, and a candidate too short for its phones scores +inf."""
 from __future__ import annotations
 
 import shutil
@@ -20,13 +20,15 @@ TEXTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def scorer_and_tokens():
+@pytest.fixture(scope="module", params=["prior", "codes"])
+def scorer_and_tokens(request):
     from codec import FlexiCodec
     from codec.asr.ctc_model import CTCPhoneRecognizer
     from flexitts.audio import load_audio
     from flexitts.pipeline.rerank import ContentScorer
     from flexitts.text import PhonemeTable, phonemize, phones_only
+    from nar import Voicebox
+    from nar.vocoder import Vocoder
 
     torch.set_num_threads(1)
     asr = CTCPhoneRecognizer.from_pretrained(DEMO / "asr").float().eval()
@@ -41,7 +43,13 @@ def scorer_and_tokens():
         g = int(tok.num_tokens[0])
         tokens.append((tok.semantic_codes[0, :g], tok.token_lengths[0, :g]))
         phones.append(table.encode(phones_only(phonemize(text))))
-    return ContentScorer(codec, asr), tokens, phones
+    if request.param == "prior":
+        scorer = ContentScorer(codec, asr, Voicebox.from_pretrained(DEMO / "nar").float().eval(),
+                               Vocoder.from_pretrained(DEMO / "vocoder").float().eval())
+    else:
+        scorer = ContentScorer(codec, asr)
+    assert scorer.reading == request.param
+    return scorer, tokens, phones
 
 
 def test_codes_explain_their_own_phones_best(scorer_and_tokens):

@@ -128,6 +128,13 @@ def test_rate_mapping_examples_and_boundaries():
     assert [s.duration for s in spans] == [1, 3, 2, 2, 2]
     assert spans[1].start == pytest.approx(0.08) and spans[1].end == pytest.approx(0.32)
     assert starts == [pytest.approx((6 * 1280 - 640) / 16000)] and spans[3].start == pytest.approx(starts[0])
+    # Out-of-range AR options are refused before any model runs (the page's sliders also bound them).
+    from apps.demo import DemoSynthesizer
+
+    demo = DemoSynthesizer(tts=None)
+    for bad in ({"candidates": 0}, {"candidates": 99}, {"text_cfg": -1.0}):
+        with pytest.raises(ConfigError, match="candidates|guidance"):
+            demo("ref.wav", None, "Hello.", **bad)
 
 
 def test_api_synthesizes(client, real_speech_16k, tmp_path):
@@ -140,6 +147,8 @@ def test_api_synthesizes(client, real_speech_16k, tmp_path):
     text_file = tmp_path / "speak.txt"
     text_file.write_text("Spoken from a text file.", encoding="utf-8")
     check_result(synthesize(client, real_speech_16k, text="", text_file=handle_file(str(text_file)), frame_rate_hz=6.25))
+    # AR candidates and text guidance reach the pipeline from the page.
+    check_result(synthesize(client, real_speech_16k, candidates=2, text_cfg=0.5))
 
 
 def test_eight_concurrent_requests(client, real_speech_16k):
@@ -175,6 +184,8 @@ def test_bad_input_gives_one_line_and_app_keeps_serving(client, real_speech_16k,
         assert "/tmp/" not in message  # the upload's file name, not the server's cache path
     with pytest.raises(AppError, match="reference"):
         client.predict(ref_audio=None, text="Hello.", api_name="/synthesize")
+    with pytest.raises(AppError, match="maximum value 8"):  # the slider's range, enforced by Gradio
+        synthesize(client, real_speech_16k, candidates=20)
     big = tmp_path / "big.wav"  # over the app's 2 MB upload limit
     sf.write(big, np.zeros(16000 * 70, np.float32) + 0.1, 16000, subtype="FLOAT")
     with pytest.raises(ValueError, match="maximum file size"):

@@ -24,9 +24,6 @@ from torch.nn.utils.rnn import pad_sequence
 
 from codec.framing import length_mask
 
-SCORER_READINGS = ("prior", "codes")
-
-
 class ContentScorer:
     """Per-phone CTC loss of target phone ids given semantic codes with durations (lower = closer content).
 

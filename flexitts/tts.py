@@ -250,7 +250,8 @@ class TTS:
         tilted to average 12.5 / rate frames, so the asked token rate is met), steps (15), cfg (2.0),
         rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
-        max_reference_seconds (10), chunk_seconds (8).
+        max_reference_seconds (10), chunk_seconds (8), candidates (8: AR samples per chunk, the best content scored
+        by `flexitts.pipeline.rerank` rendered; 1 = no reranking), text_cfg (0.0: AR guidance on the text).
         Returns `(wav float32 [S], sample_rate, info)`.
         """
         parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
@@ -315,10 +316,10 @@ class TTS:
         choices: list[tuple[int, list[float]]] = []  # per chunk: (candidate rendered, every candidate's score)
         per_batch = max(1, MAX_CHUNK_BATCH // candidates)
         for start in range(0, len(chunks), per_batch):
-            ids = phoneme_ids[start : start + per_batch]
+            count = min(per_batch, len(chunks) - start)  # chunks in this AR batch
             # Candidate k of chunk i draws from seed + i + k * CANDIDATE_SEED_STRIDE: candidate 0 is the draw
             # a single-candidate run makes.
-            rows = [(i, k) for i in range(start, start + len(ids)) for k in range(candidates)]
+            rows = [(i, k) for i in range(start, start + count) for k in range(candidates)]
             n = len(rows)
             with torch.no_grad():
                 out = self.ar.generate(
@@ -329,12 +330,13 @@ class TTS:
                     seed=[seed + i + k * CANDIDATE_SEED_STRIDE for i, k in rows], text_cfg=text_cfg,
                 )
             drawn = out.unbatch()
-            scores = torch.zeros(len(ids), 0)
+            scores = torch.zeros(count, 0)
             if candidates > 1:
+                targets = [self._phone_ids(phonemes[i]) for i in range(start, start + count)]
                 scores = self._content_scorer().score(
-                    [c for c, _ in drawn], [d for _, d in drawn], [self._phone_ids(phonemes[i]) for i, _ in rows],
-                ).view(len(ids), candidates)
-            for j in range(len(ids)):
+                    [c for c, _ in drawn], [d for _, d in drawn], [targets[i - start] for i, _ in rows],
+                ).view(count, candidates)
+            for j in range(count):
                 k = int(scores[j].argmin()) if candidates > 1 else 0
                 generated.append(drawn[j * candidates + k])
                 choices.append((k, scores[j].tolist()))

@@ -20,6 +20,7 @@ from codec.framing import HOP_SAMPLES, SAMPLE_RATE
 
 AGGREGATORS = ("transformer", "mean")
 TRAIN_SEGMENTATIONS = ("threshold", "melt", "dp")
+_LATER_FIELDS = ("phone_subframes", "subframe_hidden", "lambda_subphone")  # see `fingerprint`
 
 
 @dataclass
@@ -86,6 +87,12 @@ class FlexiCodecConfig:
     # semantic embedding, and its phone distribution is pulled (KL) towards the one it gives the merged features.
     # The feature MSE weighs every direction of the feature space alike; this weighs the phonetic ones.
     lambda_phone: float = 0.0
+    # Sub-frame phone reading (codec/subframe.py): `phone_subframes` vectors per 12.5 Hz frame, read by the same
+    # frozen head and pulled (KL, weight `lambda_subphone`) towards the recogniser's own frame posteriors, so a
+    # token spells out every phone of its span. 0 = no reader; 2 matches the bundled 25 Hz recogniser.
+    phone_subframes: int = 0
+    subframe_hidden: int = 256
+    lambda_subphone: float = 0.0
     use_gan: bool = False
     gan_start_step: int = 0
     lambda_adv: float = 1.0
@@ -109,6 +116,8 @@ class FlexiCodecConfig:
             raise ConfigError(f"train_segmentation must be one of {TRAIN_SEGMENTATIONS}, not '{self.train_segmentation}'")
         if not self.fsq_levels or min(self.fsq_levels) < 2:
             raise ConfigError(f"fsq_levels must be integers >= 2, got {self.fsq_levels}")
+        if self.phone_subframes < 0 or (self.lambda_subphone > 0 and not self.phone_subframes):
+            raise ConfigError("lambda_subphone needs phone_subframes >= 1 (2 for the bundled 25 Hz recogniser)")
         if self.max_len < 1 or self.num_codebooks < 0 or self.codebook_size < 2:
             raise ConfigError("max_len >= 1, num_codebooks >= 0 and codebook_size >= 2 are required")
         if len(self.mel_windows) != len(self.mel_bins) or not self.mel_windows:
@@ -166,10 +175,17 @@ class FlexiCodecConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no whitespace): what `fingerprint` hashes."""
+        """Canonical JSON (sorted keys, no whitespace)."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def fingerprint(self) -> str:
-        """First 16 hex digits of the SHA-256 of `to_json()`: token files record it so that tokens are only
-        decoded by a codec with the same layout."""
-        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:16]
+        """First 16 hex digits of the SHA-256 of the canonical JSON: token files record it so that tokens are
+        only decoded by a codec with the same layout. Fields added after the first token files were written
+        count only when they differ from their defaults, so older codecs keep their fingerprints."""
+        data = self.to_dict()
+        defaults = type(self)()
+        for name in _LATER_FIELDS:
+            if data[name] == getattr(defaults, name):
+                del data[name]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

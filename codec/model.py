@@ -40,6 +40,7 @@ from codec.gan import WaveformGANMixin
 from codec.losses import MultiScaleMelLoss
 from codec.melt import melt_long_share, random_segments
 from codec.quantizers import FSQ, ResidualVQ
+from codec.subframe import SubframePhoneReader
 from codec.tokens import CodecTokens
 from codec.transformer import Transformer
 
@@ -96,6 +97,8 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
         self.wave_decoder = WaveDecoder(c.latent_dim, c.vocos_dim, c.vocos_ffn, c.vocos_layers, c.istft_hop, c.istft_n_fft)
         # Feature alignment: the decoded semantic embedding, projected, should predict the segment-mean ASR features.
         self.align_proj = nn.Linear(c.latent_dim, c.asr_dim)
+        self.subframe_reader = (SubframePhoneReader(c.latent_dim, c.asr_dim, c.subframe_hidden, c.max_len, c.phone_subframes)
+                                if c.phone_subframes else None)
         self.mel_loss = MultiScaleMelLoss(SAMPLE_RATE, c.mel_windows, c.mel_bins)  # no weights, no checkpoint entries
         # Kept out of the module tree (and so out of state_dict): not this model's weights.
         self.__dict__["_asr"] = None
@@ -362,14 +365,60 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
             features: `[B, G, D_asr]` the segment-mean ASR features (the target, no gradient).
             mask: `[B, G]` valid tokens.
         """
-        head = getattr(self.asr_extractor, "head", None)
-        if not isinstance(head, nn.Linear) or head.in_features != aligned.shape[-1]:
-            raise ConfigError("lambda_phone needs the bundled CTC phone recogniser as the ASR (asr: ctc)")
-        weight, bias = head.weight.detach().to(aligned.dtype), head.bias.detach().to(aligned.dtype)
+        weight, bias = (t.to(aligned.dtype) for t in self._phone_head(aligned.shape[-1]))
         target = F.log_softmax(F.linear(features, weight, bias).float(), dim=-1)
         pred = F.log_softmax(F.linear(aligned, weight, bias).float(), dim=-1)
         kl = (target.exp() * (target - pred)).sum(-1, keepdim=True)
         return _mask_mean(kl, mask)
+
+    def _phone_head(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC recogniser's phone head (weight, bias), detached: the codec reads codes with it, never trains it."""
+        head = getattr(self.asr_extractor, "head", None)
+        if not isinstance(head, nn.Linear) or head.in_features != dim:
+            raise ConfigError("phone reading needs the bundled CTC phone recogniser as the ASR (asr: ctc)")
+        return head.weight.detach(), head.bias.detach()
+
+    def subframe_distillation(self, decoded: torch.Tensor, seg: torch.Tensor, hidden: torch.Tensor,
+                              hidden_lengths: torch.Tensor) -> torch.Tensor:
+        """Mean KL(p(phones | recogniser frame) || p(phones | sub-frame reading of the codes)) over the
+        recogniser's valid frames.
+
+        Args:
+            decoded: `[B, G, latent]` decoded semantic tokens; seg: `[B, G]` token lengths.
+            hidden: `[B, T', D_asr]` the recogniser's last hidden layer at its own rate (`phone_subframes`
+                frames per 12.5 Hz frame); hidden_lengths: `[B]`.
+        """
+        weight, bias = self._phone_head(hidden.shape[-1])
+        read, valid = self.subframe_reader(decoded, seg)
+        steps = min(read.shape[1], hidden.shape[1])
+        valid = valid[:, :steps] & length_mask(hidden_lengths, hidden.shape[1])[:, :steps]
+        target = F.log_softmax(F.linear(hidden[:, :steps].to(weight.dtype), weight, bias).float(), dim=-1)
+        pred = F.log_softmax(F.linear(read[:, :steps], weight.to(read.dtype), bias.to(read.dtype)).float(), dim=-1)
+        kl = (target.exp() * (target - pred)).sum(-1, keepdim=True)
+        return _mask_mean(kl, valid)
+
+    @torch.no_grad()
+    def code_phone_logits(self, codes: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC recogniser's phone scores read straight from semantic codes: through the sub-frame reader when
+        this codec has one, else `align_proj` of each 12.5 Hz frame repeated to the recogniser's rate.
+
+        Args:
+            codes: `[B, G]` FSQ codes; token_lengths: `[B, G]` their lengths in 12.5 Hz frames (0 = padding).
+        Returns:
+            (logits `[B, T', P]` at the recogniser's frame rate, valid frames `[B]`).
+        """
+        codes, seg = codes.to(self.device).long(), token_lengths.to(self.device).long()
+        decoded = self.semantic_decoder(self.fsq.decode(codes), seg > 0)
+        weight, bias = self._phone_head(self.config.asr_dim)
+        if self.subframe_reader is not None:
+            read, valid = self.subframe_reader(decoded, seg)
+            return F.linear(read, weight.to(read.dtype), bias.to(read.dtype)).float(), valid.sum(dim=1)
+        return self.asr_extractor.feature_logits(self.align_proj(unmerge(decoded, seg)), seg.sum(dim=1))
+
+    def read_code_phones(self, codes: torch.Tensor, token_lengths: torch.Tensor) -> list[int]:
+        """Greedy CTC reading of `code_phone_logits` for one sequence: codes `[G]`, token_lengths `[G]`."""
+        logits, frames = self.code_phone_logits(codes[None], token_lengths[None])
+        return self.asr_extractor.greedy_ids(logits, frames)[0]
 
     def training_segments(self, features: torch.Tensor, frames: torch.Tensor, step: int) -> torch.Tensor:
         """Segment lengths `[B, G]` for one training step, by `config.train_segmentation`:
@@ -429,9 +478,14 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
         lengths = batch.get("wav_lengths")
         lengths = torch.full((wav.shape[0],), wav.shape[1], device=wav.device) if lengths is None else lengths.to(wav.device).long()
         wav = wav * length_mask(lengths, wav.shape[1]).to(wav.dtype)
+        hidden = hidden_lengths = None
         if "asr_features" in batch:
+            if c.lambda_subphone > 0:
+                raise ConfigError("lambda_subphone needs the recogniser's frames: train on audio, not on precomputed asr_features")
             features = batch["asr_features"].to(wav.device, wav.dtype)
             frames = batch["asr_lengths"].to(wav.device).long()
+        elif c.lambda_subphone > 0:
+            features, frames, hidden, hidden_lengths = self.asr_extractor.extract_with_hidden(wav.float(), lengths)
         else:
             features, frames = self.asr_extractor.extract(wav.float(), lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not c.freeze_encoder):
@@ -458,4 +512,8 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
             phone = self.phone_distillation(aligned, merged_features, mask)
             loss = loss + c.lambda_phone * phone
             out["phone"] = phone.detach()
+        if c.lambda_subphone > 0:
+            subphone = self.subframe_distillation(q.decoded_semantic, seg, hidden, hidden_lengths)
+            loss = loss + c.lambda_subphone * subphone
+            out["subphone"] = subphone.detach()
         return self.generator_outputs(loss, out, y_hat, target, step, return_audio)

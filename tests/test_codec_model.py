@@ -288,7 +288,7 @@ def test_phone_distillation_pulls_the_codes_towards_the_recognisers_phones(speec
     headless = torch.nn.Identity()
     headless.feature_dim = model.config.asr_dim  # e.g. Whisper's encoder: features, no phone head
     model.set_asr_extractor(headless)
-    with pytest.raises(ConfigError, match="lambda_phone"):
+    with pytest.raises(ConfigError, match="CTC phone recogniser"):
         model.phone_distillation(feats, feats, mask)
 
 

@@ -141,7 +141,7 @@ class CTCPhoneRecognizer(nn.Module, PretrainedMixin, ASRFeatureExtractor):
         )
         return {"loss": loss, "ctc": loss.detach()}
 
-    def _greedy(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    def greedy_ids(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Greedy CTC over `[B, T, V]` scores with `[B]` valid frames: argmax, repeats collapsed, blanks removed."""
         best = logits.argmax(dim=-1)  # [B, T]
         previous = F.pad(best, (1, 0), value=-1)[:, :-1]
@@ -152,21 +152,27 @@ class CTCPhoneRecognizer(nn.Module, PretrainedMixin, ASRFeatureExtractor):
     def transcribe_ids(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> list[list[int]]:
         """Greedy CTC decoding: argmax per frame, repeats collapsed, blanks removed; one id list per item."""
         log_probs, _, lengths = self(wav, wav_lengths)
-        return self._greedy(log_probs, lengths)
+        return self.greedy_ids(log_probs, lengths)
 
-    @torch.no_grad()
-    def read_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> list[list[int]]:
-        """Phone ids the CTC head reads from 12.5 Hz features (what `extract` gives, or a codec's estimate of
-        it), each frame repeated to this recogniser's frame rate; greedy decoding as in `transcribe_ids`.
+    def feature_logits(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's phone scores for 12.5 Hz features (what `extract` gives, or a codec's estimate of it),
+        each frame repeated to this recogniser's frame rate.
 
         Args:
             features: `[B, T, dim]` at 12.5 Hz; lengths: `[B]` valid frames (default: all).
+        Returns:
+            (logits `[B, T * r, V]` float, valid frames `[B]`), r = frame_rate / 12.5.
         """
         repeat = max(1, round(self.config.frame_rate / 12.5))
         if lengths is None:
             lengths = torch.full((features.shape[0],), features.shape[1], device=features.device)
         x = features.to(self.head.weight.dtype).repeat_interleave(repeat, dim=1)
-        return self._greedy(self.head(x), lengths * repeat)
+        return self.head(x).float(), lengths * repeat
+
+    @torch.no_grad()
+    def read_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> list[list[int]]:
+        """Greedy CTC reading (as in `transcribe_ids`) of `feature_logits`: one phone id list per item."""
+        return self.greedy_ids(*self.feature_logits(features, lengths))
 
     @torch.no_grad()
     def transcribe(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> list[list[str]]:
@@ -176,8 +182,15 @@ class CTCPhoneRecognizer(nn.Module, PretrainedMixin, ASRFeatureExtractor):
     @torch.no_grad()
     def extract(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden layer pooled to 12.5 Hz: `[B, T, dim]` with `T = ceil(samples / 1280)`, and `[B]` lengths."""
+        return self.extract_with_hidden(wav, wav_lengths)[:2]
+
+    @torch.no_grad()
+    def extract_with_hidden(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`extract`'s (features `[B, T, dim]`, lengths `[B]`) and the unpooled last hidden layer at the
+        recogniser's own rate (`[B, T', dim]`, lengths `[B]`)."""
         if wav_lengths is None:
             wav_lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long, device=wav.device)
         hidden, lengths = self.encode(wav, wav_lengths)
         num_out = num_base_frames(wav_lengths)
-        return pool_frames(hidden, lengths, self.config.frame_rate, num_out), num_out
+        return pool_frames(hidden, lengths, self.config.frame_rate, num_out), num_out, hidden, lengths

@@ -92,3 +92,16 @@ class PretrainedMixin:
         state = {k: v.to(own[k].dtype) for k, v in state.items()}
         model.load_state_dict(state)  # type: ignore[attr-defined]
         return model.to(device).eval()  # type: ignore[attr-defined,return-value]
+
+
+def init_state_for(model: Any, state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights as the full state of `model` for fine-tuning: every checkpoint tensor must exist
+    in `model` with the same shape; modules the checkpoint lacks (a head the new config adds) keep `model`'s
+    fresh initialisation."""
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if unexpected or reshaped:
+        raise CheckpointError(f"{where} does not fit this model: unexpected {unexpected[:3]}, other shapes {reshaped[:3]};"
+                              " keep the checkpoint's sizes in the config")
+    return {**own, **{k: v.to(own[k].dtype) for k, v in state.items()}}

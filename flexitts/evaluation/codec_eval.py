@@ -52,7 +52,8 @@ METHODS = {
     "per": "phone error rate of the decoded audio against the original, both read by the bundled CTC recogniser "
            "(the codec's own ASR; 0 = the same phones)",
     "code_per": "the same for the phones the recogniser's CTC head reads straight from the semantic codes "
-                "(align_proj of their decoded embedding, unmerged to 12.5 Hz): the phonetic content the AR and "
+                "(the codec's sub-frame reader at the recogniser's rate when it has one, else align_proj of the decoded "
+                "embedding unmerged to 12.5 Hz): the phonetic content the AR and "
                 "NAR models receive",
 }
 
@@ -246,8 +247,8 @@ class CodecEvaluator:
             if self.asr is not None:
                 phones = self.phones.read(decoded, self.rate)
                 with torch.inference_mode():
-                    semantic = codec.semantic_features(tokens.semantic_codes[0, :count], tokens.token_lengths[0, :count])
-                    code_phones = " ".join(map(str, self.asr.read_features(codec.align_proj(semantic)[None].float())[0]))
+                    code_phones = " ".join(map(str, codec.read_code_phones(tokens.semantic_codes[0, :count],
+                                                                           tokens.token_lengths[0, :count])))
             hypothesis = self.transcribe(decoded) if self.recognizer is not None else None
             similarity = None
             if self.speaker is not None:

@@ -8,9 +8,9 @@ phone posteriors for a cheap rendering of the candidate, read one of two ways:
   encoder's direct mel estimate, no flow steps, no prompt) through the vocoder, then the recogniser on that
   audio. On 20 test sentences with 8 candidates this picked outputs of phone error rate 0.80 where the first
   draw had 0.84 (the best of the 8, chosen by their real PER, had 0.76).
-- "codes": the recogniser's CTC head on the codec's `align_proj` of the codes' decoded embedding (what the
-  codec's phone distillation trains), unmerged to 12.5 Hz and repeated to the recogniser's frame rate. Cheaper,
-  but a weaker judge: 0.83 in the same test.
+- "codes": the recogniser's CTC head on the codec's own reading of the codes (`FlexiCodec.code_phone_logits`:
+  its sub-frame reader, or `align_proj` at 12.5 Hz for codecs without one). Cheaper, but with the 12.5 Hz
+  reading a weaker judge: 0.83 in the same test.
 
 Either costs a few milliseconds per candidate, against seconds for the flow-matching render.
 """
@@ -28,7 +28,7 @@ class ContentScorer:
     """Per-phone CTC loss of target phone ids given semantic codes with durations (lower = closer content).
 
     Args:
-        codec: a `FlexiCodec` (its `semantic_features` and `align_proj`: the "codes" reading).
+        codec: a `FlexiCodec` (its `code_phone_logits`: the "codes" reading).
         recognizer: the `CTCPhoneRecognizer` (its head served the codec's phone distillation).
         nar, vocoder: a `Voicebox` with a code encoder and a `Vocoder`: the "prior" reading (used when both are
             given and the NAR has the encoder).
@@ -36,7 +36,6 @@ class ContentScorer:
 
     def __init__(self, codec: Any, recognizer: Any, nar: Any | None = None, vocoder: Any | None = None):
         self.codec, self.recognizer, self.nar, self.vocoder = codec, recognizer, nar, vocoder
-        self.repeat = max(1, round(recognizer.config.frame_rate / 12.5))
         has_prior = nar is not None and vocoder is not None and getattr(nar, "code_prior", None) is not None
         self.reading = "prior" if has_prior else "codes"
 
@@ -61,13 +60,8 @@ class ContentScorer:
         return loss.cpu() / target_lengths.clamp(min=1).float()
 
     def _code_posteriors(self, codes: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`[N, T, P]` log-posteriors read from the codes (12.5 Hz frames repeated to the recogniser's rate)
-        and `[N]` valid frames."""
-        features = self.codec.semantic_features(codes, durations)  # [N, T12, latent]
-        aligned = self.codec.align_proj(features.to(self.codec.align_proj.weight.dtype))
-        head = self.recognizer.head
-        logits = head(aligned.to(head.weight.dtype)).float().repeat_interleave(self.repeat, dim=1)
-        frames = durations.sum(1) * self.repeat
+        """`[N, T, P]` log-posteriors the codec reads from the codes at the recogniser's rate, `[N]` valid frames."""
+        logits, frames = self.codec.code_phone_logits(codes, durations)
         return F.log_softmax(logits, dim=-1) * length_mask(frames, logits.shape[1])[..., None], frames
 
     def _prior_posteriors(self, codes: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -100,6 +100,7 @@ def train_on_crops(
     """The training entry shared by waveform generators (codec, vocoder): crops of the manifest's audio, the
     model built from `config` (or fine-tuned from `init`), a discriminator when `config.use_gan`, and
     `metrics(model, valid_set)` on the `valid` manifest."""
+    from codec.common.pretrained import init_state_for
     from flexitts.training.loop import Trainer, seed_everything
 
     run.check_data_keys(CROP_DATA_KEYS, name)
@@ -112,7 +113,7 @@ def train_on_crops(
                                      sample_rate=rate)
     seed_everything(run.training.seed)
     model = model_class(config)
-    init_state = model_class.from_pretrained(init).state_dict() if init else None
+    init_state = init_state_for(model, model_class.from_pretrained(init).state_dict(), str(init)) if init else None
     discriminator = model.build_discriminator() if config.use_gan else None
 
     def evaluate(m: Any) -> dict[str, float]:

@@ -1,17 +1,23 @@
 """The demo-bundle recipe: every model of `flexitts/assets/demo` rebuilt from scratch on a CPU.
 
     corpus  flexitts corpus synth --out corpus/demo --hours 3                       (~1 min)
+            flexitts corpus synth --out corpus/big --hours 10                       (~8 min, a superset:
+            same sentence split and voices; its training part feeds the AR and NAR)
     asr     flexitts train asr --config configs/asr_demo.yaml                       (budget 50 min)
     codec   flexitts train codec --config configs/codec_demo.yaml                   (budget 60 min)
             then flexitts train codec --config configs/codec_demo_phone.yaml --init runs/codec_demo/model
             (phone distillation into the semantic codes, 120 min)
-    tokens  flexitts data tokens --manifest corpus/demo/{train,valid}.jsonl ...     (~5 min)
-    ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 100 min)
+            then flexitts train codec --config configs/codec_demo_subphone.yaml --init runs/codec_phone/model
+            (sub-frame phone distillation: the codes spell every phone of their span, 75 min)
+    tokens  flexitts data tokens --manifest corpus/big/train.jsonl ... (and corpus/demo/valid.jsonl) (~12 min)
+    ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 150 min)
+            then flexitts train ar --config configs/ar_demo_subphone.yaml --init runs/ar_phone/model (80 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
             then flexitts train nar --config configs/nar_demo_prior.yaml --init runs/nar_demo/model
             (adds the code encoder and its mel prior loss, 100 min)
             then flexitts train nar --config configs/nar_demo_phone.yaml --init runs/nar_prior/model
-            (continues it, 100 min)
+            and flexitts train nar --config configs/nar_demo_subphone.yaml --init runs/nar_phone/model
+            (continue it, 140 + 80 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
@@ -22,6 +28,9 @@
 Each model is exported into the bundle as soon as its stage ends (the codec stage needs the new recogniser,
 the token stage the new codec). A stage is skipped when its output exists and resumes from its newest
 checkpoint when it was cut off, so running the recipe again continues where it stopped.
+
+The shipped models got there by a longer road (earlier codecs, and AR/NAR runs on their tokens, each continued
+on the next codec's tokens); the configs' comments record it. The recipe trains every stage on the final codec.
 """
 from __future__ import annotations
 
@@ -33,16 +42,21 @@ from typing import Callable
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent  # the source checkout holding configs/
-CORPUS = "corpus/demo"
-TOKENS = "runs/tokens_phone"
+CORPUS = "corpus/demo"  # ASR, codec and vocoder training; validation and test for every stage
+BIG_CORPUS = "corpus/big"  # its training part feeds the AR and NAR
+BIG_HOURS = 10.0
+TOKENS = "runs/tokens_sub"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_phone", "ar": "runs/ar_phone", "nar": "runs/nar_phone",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_sub", "nar": "runs/nar_sub",
           "vocoder": "runs/vocoder_refine"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
-RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo")],
+RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo"),
+                  ("codec_demo_subphone", "runs/codec_subphone", "runs/codec_phone")],
+        "ar": [("ar_demo", "runs/ar_phone", None), ("ar_demo_subphone", "runs/ar_sub", "runs/ar_phone")],
         "nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo"),
-                ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior")],
+                ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior"),
+                ("nar_demo_subphone", "runs/nar_sub", "runs/nar_phone")],
         "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
                     ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo"),
                     ("vocoder_demo_refine", "runs/vocoder_refine", "runs/vocoder_demo_polish")]}
@@ -118,13 +132,16 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
     steps: list[RecipeStep] = []
     for stage in stages:
         if stage == "corpus":
-            if (ROOT / CORPUS / "train.jsonl").is_file():
-                detail = f"{CORPUS} exists"
-            else:
-                from flexitts.corpus import synthesize_corpus
+            from flexitts.corpus import synthesize_corpus
 
-                synthesize_corpus(ROOT / CORPUS, hours)
-                detail = f"{hours} h written to {CORPUS}"
+            details = []
+            for folder, size in ((CORPUS, hours), (BIG_CORPUS, max(hours, BIG_HOURS))):
+                if (ROOT / folder / "train.jsonl").is_file():
+                    details.append(f"{folder} exists")
+                else:
+                    synthesize_corpus(ROOT / folder, size)
+                    details.append(f"{size} h written to {folder}")
+            detail = "; ".join(details)
         elif stage == "tokens":
             if (ROOT / TOKENS / "index.jsonl").is_file():
                 detail = f"{TOKENS} exists"
@@ -136,7 +153,7 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
                 codec = FlexiCodec.from_pretrained(Path(bundle or demo_bundle_dir()) / "codec")
                 with torch.no_grad():
                     valid = build_token_cache(ROOT / CORPUS / "valid.jsonl", ROOT / f"{TOKENS}_valid", codec, TOKEN_SETTINGS)
-                    cache = build_token_cache(ROOT / CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
+                    cache = build_token_cache(ROOT / BIG_CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
                 detail = f"{len(cache)} training and {len(valid)} validation utterances"
         elif stage == "export":
             detail = str(export_bundle(bundle or demo_bundle_dir(), log))

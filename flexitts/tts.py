@@ -250,7 +250,7 @@ class TTS:
         tilted to average 12.5 / rate frames, so the asked token rate is met), steps (15), cfg (2.0),
         rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
-        max_reference_seconds (10), chunk_seconds (8), candidates (8: AR samples per chunk, the best content scored
+        max_reference_seconds (10), chunk_seconds (8), candidates (6: AR samples per chunk, the best content scored
         by `flexitts.pipeline.rerank` rendered; 1 = no reranking), text_cfg (0.0: AR guidance on the text).
         Returns `(wav float32 [S], sample_rate, info)`.
         """

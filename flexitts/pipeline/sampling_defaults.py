@@ -19,10 +19,11 @@ DEFAULT_PACE = (0.8, 1.25)
 # even when the duration head under-predicts long merges (see `ar.generate`'s `match_rate`).
 DEFAULT_MATCH_RATE = True
 # AR samples drawn per text chunk; the one whose codes best explain the text's phones is rendered
-# (`flexitts.pipeline.rerank`). 1: no reranking. On 20 test sentences (mb-us1 reference, demo bundle) 8 candidates
-# took the output's phone error rate from 0.857 to 0.789, WER from 0.983 to 0.926 and speaker similarity from 0.812
-# to 0.838; the AR is about a tenth of the synthesis time, so 8 rows cost far less than one more NAR render.
-DEFAULT_CANDIDATES = 8
+# (`flexitts.pipeline.rerank`). 1: no reranking. On 20 test sentences (mb-us1 reference) 8 candidates took an
+# earlier bundle's output phone error rate from 0.857 to 0.789 and WER from 0.983 to 0.926. With the current bundle
+# 6 and 8 candidates are within noise of each other (PER 0.698 / 0.701, WER 0.909 / 0.861), and 6 keep the whole
+# pipeline's real-time factor on our 2-core CPU under 0.5 (0.48; 8 give 0.51).
+DEFAULT_CANDIDATES = 6
 # Classifier-free guidance weight on the text for the AR's codes (`ar.generate`'s `text_cfg`); 0: off. With the
 # demo AR, weight 1 lowered the phone error rate alone (0.861 -> 0.812 on 20 sentences) but not on top of 8
 # candidates (0.773 -> 0.784), and WER moved within noise either way: off by default.

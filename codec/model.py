@@ -365,11 +365,15 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
             features: `[B, G, D_asr]` the segment-mean ASR features (the target, no gradient).
             mask: `[B, G]` valid tokens.
         """
-        weight, bias = (t.to(aligned.dtype) for t in self._phone_head(aligned.shape[-1]))
-        target = F.log_softmax(F.linear(features, weight, bias).float(), dim=-1)
-        pred = F.log_softmax(F.linear(aligned, weight, bias).float(), dim=-1)
-        kl = (target.exp() * (target - pred)).sum(-1, keepdim=True)
-        return _mask_mean(kl, mask)
+        return self._head_kl(features, aligned, mask)
+
+    def _head_kl(self, target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over the True positions of `mask [B, N]` of KL(head(target) || head(pred)), both `[B, N, D_asr]`
+        read by the recogniser's frozen phone head."""
+        weight, bias = (t.to(pred.dtype) for t in self._phone_head(pred.shape[-1]))
+        target_lp = F.log_softmax(F.linear(target.to(pred.dtype), weight, bias).float(), dim=-1)
+        pred_lp = F.log_softmax(F.linear(pred, weight, bias).float(), dim=-1)
+        return _mask_mean((target_lp.exp() * (target_lp - pred_lp)).sum(-1, keepdim=True), mask)
 
     def _phone_head(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The CTC recogniser's phone head (weight, bias), detached: the codec reads codes with it, never trains it."""
@@ -388,14 +392,10 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
             hidden: `[B, T', D_asr]` the recogniser's last hidden layer at its own rate (`phone_subframes`
                 frames per 12.5 Hz frame); hidden_lengths: `[B]`.
         """
-        weight, bias = self._phone_head(hidden.shape[-1])
         read, valid = self.subframe_reader(decoded, seg)
         steps = min(read.shape[1], hidden.shape[1])
         valid = valid[:, :steps] & length_mask(hidden_lengths, hidden.shape[1])[:, :steps]
-        target = F.log_softmax(F.linear(hidden[:, :steps].to(weight.dtype), weight, bias).float(), dim=-1)
-        pred = F.log_softmax(F.linear(read[:, :steps], weight.to(read.dtype), bias.to(read.dtype)).float(), dim=-1)
-        kl = (target.exp() * (target - pred)).sum(-1, keepdim=True)
-        return _mask_mean(kl, valid)
+        return self._head_kl(hidden[:, :steps], read[:, :steps], valid)
 
     @torch.no_grad()
     def code_phone_logits(self, codes: torch.Tensor, token_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

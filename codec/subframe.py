@@ -25,7 +25,7 @@ def token_positions(seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (offset `[B, T]`, length `[B, T]`), `T = max row sum`; 0 and 0 on padding frames.
     """
     starts = seg.cumsum(dim=1) - seg
-    both = unmerge(torch.stack([starts, seg], dim=-1).float(), seg).round().long()  # [B, T, 2]
+    both = unmerge(torch.stack([starts, seg], dim=-1), seg)  # [B, T, 2]
     frames = torch.arange(both.shape[1], device=seg.device)[None, :]
     length = both[..., 1]
     offset = torch.where(length > 0, frames - both[..., 0], torch.zeros_like(length))

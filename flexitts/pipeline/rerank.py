@@ -9,10 +9,12 @@ phone posteriors for a cheap rendering of the candidate, read one of two ways:
   audio. On 20 test sentences with 8 candidates this picked outputs of phone error rate 0.80 where the first
   draw had 0.84 (the best of the 8, chosen by their real PER, had 0.76).
 - "codes": the recogniser's CTC head on the codec's own reading of the codes (`FlexiCodec.code_phone_logits`:
-  its sub-frame reader, or `align_proj` at 12.5 Hz for codecs without one). Cheaper, but with the 12.5 Hz
-  reading a weaker judge: 0.83 in the same test.
+  its sub-frame reader, or `align_proj` at 12.5 Hz for codecs without one). Cheaper, but a weaker judge: 0.83
+  in the same test with the 12.5 Hz reading; with the sub-frame reader, 8 candidates on 20 sentences gave output
+  PER 0.710 where the "prior" reading gave 0.701.
 
-Either costs a few milliseconds per candidate, against seconds for the flow-matching render.
+On our CPU (2 threads) the "prior" reading costs about 25 ms per 30-token candidate and the "codes" reading
+about 1 ms, against seconds for the flow-matching render.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@
             (sub-frame phone distillation: the codes spell every phone of their span, 75 min)
     tokens  flexitts data tokens --manifest corpus/big/train.jsonl ... (and corpus/demo/valid.jsonl) (~12 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 150 min)
-            then flexitts train ar --config configs/ar_demo_subphone.yaml --init runs/ar_phone/model (80 min)
+            then flexitts train ar --config configs/ar_demo_subphone.yaml (from runs/ar_phone, 80 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
             then flexitts train nar --config configs/nar_demo_prior.yaml --init runs/nar_demo/model
             (adds the code encoder and its mel prior loss, 100 min)

@@ -56,6 +56,15 @@ class ARConfig:
     # predicts codes without text: the "unconditional" half of classifier-free guidance on the text
     # (`generate(text_cfg=...)`, as in Koel-TTS).
     text_drop_prob: float = 0.0
+    # Phone pointer (`ar/pointer.py`, as in VALL-E R): each token is told which phone of the text is due and
+    # predicts how many phones it starts (0..max_advance); generation then walks the text monotonically and stops
+    # once every phone has started. Needs a token cache with phone onsets (`flexitts data align`).
+    phone_pointer: bool = False
+    max_advance: int = 8
+    advance_loss_weight: float = 1.0
+    # Symbols of the table that are not phones (stress, word boundaries, punctuation, specials): the pointer
+    # skips them. Filled from the text frontend when a phone-pointer model is built for training.
+    pointer_skip: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.symbols = list(self.symbols)
@@ -76,6 +85,11 @@ class ARConfig:
             raise ConfigError("ARConfig: num_heads must be a multiple of num_kv_heads")
         if self.codebook_size < 1 or self.max_duration < 1 or self.num_layers < 1 or self.head_rank < 0:
             raise ConfigError("ARConfig: codebook_size, max_duration and num_layers must be positive, head_rank >= 0")
+        self.pointer_skip = list(self.pointer_skip)
+        if self.phone_pointer and not self.pointer_skip:
+            raise ConfigError("ARConfig.phone_pointer needs pointer_skip: the table's symbols that are not phones")
+        if self.max_advance < 1:
+            raise ConfigError(f"ARConfig.max_advance must be at least 1, not {self.max_advance}")
         if not 0.0 <= self.text_drop_prob < 1.0:
             raise ConfigError(f"ARConfig.text_drop_prob must be in [0, 1), not {self.text_drop_prob}")
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from ar import pointer
 from ar.config import BASE_FRAME_RATE
 from ar.sampling import sample_from_logits, tilt_to_mean
 from codec.common.errors import ConfigError, TextError
@@ -196,6 +197,7 @@ def generate(
     pace: tuple[float, float] | None = None,
     match_rate: bool = False,
     text_cfg: float = 0.0,
+    prompt_onsets: Any = None,
 ) -> ARGeneration:
     """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
 
@@ -223,6 +225,10 @@ def generate(
         text_cfg: classifier-free guidance on the text, weight w: code log-probabilities become
             `log p(s | text) + w (log p(s | text) - log p(s | no text))`, the second term from a copy of each item
             whose prefix has no phonemes (run in the same batch, fed the same tokens). 0: off.
+        prompt_onsets: for a phone-pointer model (`ARConfig.phone_pointer`), the base-frame onsets of the prompt
+            transcript's phones (`flexitts.data.phone_alignment.phone_onsets`), one sequence per item (or one for
+            all); None: spread evenly over the prompt. The new text is then spoken phone by phone: each token
+            moves the pointer by its sampled advance, and EOS waits until every phone has started.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -275,19 +281,23 @@ def generate(
 
     if text_cfg < 0:
         raise ConfigError(f"text_cfg must be >= 0, not {text_cfg}")
+    phones = _pointer_inputs(model, texts, ref_ph, ref_durs, prompt_onsets) if cfg.phone_pointer else None
     generators = _generators(seed, batch, device)
     if text_cfg > 0:  # the text-free copies: same prompt codes, rate and limits, no phonemes
         empty = torch.zeros(0, dtype=torch.long)
         texts, ref_ph = texts + [empty] * batch, ref_ph + [empty] * batch
         ref_codes, ref_durs, rates = ref_codes * 2, ref_durs * 2, rates * 2
         min_len, max_len, min_frames, max_frames = (torch.cat([x, x]) for x in (min_len, max_len, min_frames, max_frames))
+        if phones is not None:  # no text, no phones: the copies' pointer input is zero
+            spoken, progress = phones
+            phones = (spoken + [empty] * batch, progress * 2)
     was_training = model.training
     model.eval()
     try:
         out = _loop(
             model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
             match_rate, generators,
-            temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device, text_cfg,
+            temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device, text_cfg, phones,
         )
     finally:
         model.train(was_training)
@@ -295,6 +305,42 @@ def generate(
         size = max(1, int(out.lengths[:batch].max()))
         out = ARGeneration(out.codes[:batch, :size], out.durations[:batch, :size], out.lengths[:batch], out.ended_by_eos[:batch])
     return out
+
+
+def _pointer_inputs(model: "ARModel", texts: list[torch.Tensor], ref_ph: list[torch.Tensor], ref_durs: list[torch.Tensor],
+                    prompt_onsets: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per item: the phone ids of the joined text (`[Ns]`) and the prompt tokens' progress (`[Gp]`, the last one
+    reaching every prompt phone, so the new speech starts at the new text's first phone)."""
+    cfg = model.config
+    batch = len(texts)
+    if prompt_onsets is None:
+        onset_rows: list[Any] = [None] * batch
+    elif getattr(prompt_onsets, "ndim", None) == 1 or (
+            isinstance(prompt_onsets, (list, tuple)) and all(isinstance(v, (int, float)) for v in prompt_onsets)):
+        onset_rows = [prompt_onsets] * batch
+    else:
+        onset_rows = list(prompt_onsets)
+        if len(onset_rows) == 1:
+            onset_rows = onset_rows * batch
+        if len(onset_rows) != batch:
+            raise ConfigError(f"prompt_onsets has {len(onset_rows)} items for {batch} texts")
+    spoken, progress = [], []
+    for text, ref, durs, onsets in zip(texts, ref_ph, ref_durs, onset_rows):
+        joined = model.join_text(ref.tolist(), text.tolist())
+        ids = torch.tensor(joined, dtype=torch.long)[pointer.spoken_positions(joined, cfg.symbols, cfg.pointer_skip)]
+        ref_count = len(pointer.spoken_positions(ref.tolist(), cfg.symbols, cfg.pointer_skip))
+        if ids.numel() == ref_count:
+            raise TextError("the text has no phones to speak (only stress marks, pauses or punctuation)")
+        frames = int(durs.sum())
+        onsets = pointer.even_onsets(ref_count, frames) if onsets is None else torch.as_tensor(onsets, dtype=torch.float64).reshape(-1)
+        if onsets.numel() != ref_count:
+            raise ConfigError(f"prompt_onsets has {onsets.numel()} onsets for the prompt transcript's {ref_count} phones")
+        reached = pointer.token_progress(durs, onsets).clamp(max=ref_count)
+        if reached.numel():
+            reached[-1] = ref_count
+        spoken.append(ids)
+        progress.append(reached)
+    return spoken, progress
 
 
 def _loop(
@@ -318,13 +364,18 @@ def _loop(
     use_cache: bool,
     device: torch.device,
     text_cfg: float = 0.0,
+    phones: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> ARGeneration:
     """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum
     (tokens, or frames covered), sample the next code (EOS masked below the minimum tokens or frames), stop items
     at EOS, feed the new token.
 
     With `text_cfg` > 0 the batch's second half holds the text-free copies of the first half's items: they get the
-    first half's (guided) draws, so both halves always hold the same tokens and durations."""
+    first half's (guided) draws, so both halves always hold the same tokens and durations.
+
+    With `phones` (each item's text phones and its prompt's progress, `_pointer_inputs`) the phone pointer runs
+    too: after d_n, the advance a_n is drawn (at most the phones left), and the next code is read with the pointer
+    at the phone now due; EOS is masked until every phone has started."""
     from transformers import DynamicCache
 
     cfg = model.config
@@ -340,7 +391,15 @@ def _loop(
 
     # Prefill: the right-padded prefix; new positions go after the longest prefix and skip the padding through
     # the key mask, while each item's position ids continue from its own length.
-    embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate)
+    pointer_args: tuple[torch.Tensor, ...] = ()
+    if phones is not None:
+        spoken, spoken_lengths = _pad(phones[0], device)
+        prompt_progress, _ = _pad(phones[1], device)
+        pointer_args = (spoken, spoken_lengths, prompt_progress[:, : codes.shape[1]])
+        # The phone due when the new speech starts: every prompt phone has started (0 without a prompt).
+        reached = prompt_progress.gather(1, (code_lengths - 1).clamp(min=0)[:, None]).squeeze(1) * (code_lengths > 0)
+        advance_values = torch.arange(cfg.max_advance + 1, device=device)
+    embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate, *pointer_args)
     prefix_lengths = mask.sum(dim=1)
     cache = DynamicCache(config=model.backbone.config) if use_cache else None
     hidden = model.run_backbone(embeds, mask, positions, cache)
@@ -361,7 +420,9 @@ def _loop(
     while True:
         # Two uniforms per item and step (duration, code), drawn whether used or not: each item's stream
         # advances the same way in any batch.
-        uniforms = torch.stack([torch.rand(2, generator=g, device=device, dtype=torch.float64) for g in generators])
+        # The phone pointer draws a third (advance) the same way.
+        draws = 2 if phones is None else 3
+        uniforms = torch.stack([torch.rand(draws, generator=g, device=device, dtype=torch.float64) for g in generators])
         if guided:
             uniforms = torch.cat([uniforms, uniforms])
         if step > 0:
@@ -376,15 +437,29 @@ def _loop(
             chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen
+            if phones is not None:
+                rows = half if guided else batch  # the text-free copies follow the first half's pointer
+                adv_logits = model.advance_head(state[:rows]).to(_sampling_dtype(state))
+                too_far = advance_values[None, :] > (spoken_lengths - reached)[:rows, None]  # never past the last phone
+                advance = sample_from_logits(adv_logits.masked_fill(too_far, float("-inf")), uniforms[:rows, 2])
+                if guided:
+                    advance = torch.cat([advance, advance])
+                reached = reached + torch.where(active, advance, torch.zeros_like(advance))
         covered = out_durs.sum(dim=1)  # frames of the new speech so far
         active = active & (step < max_len) & (covered < max_frames)
         if not bool(active.any()):
             break
-        logits = model.code_head(state).to(_sampling_dtype(state))
+        code_state = state
+        if phones is not None:  # the next code starts at the phone now due
+            code_state = state + model.pointer_code(model.phoneme_embedding, spoken, spoken_lengths, reached[:, None])[:, 0]
+        logits = model.code_head(code_state).to(_sampling_dtype(state))
         if guided:
             logits = _text_guided(logits, half, text_cfg, cfg.eos_id)
         # EOS is not a choice before the minimum length.
         too_short = (step < min_len) | (covered < min_frames)
+        if phones is not None:
+            unfinished = reached < spoken_lengths
+            too_short = too_short | (torch.cat([unfinished[:half], unfinished[:half]]) if guided else unfinished)
         logits[:, cfg.eos_id] = torch.where(too_short, float("-inf"), logits[:, cfg.eos_id])
         token = sample_from_logits(logits, uniforms[:, 1], temperature, top_k, top_p)
         is_eos = active & (token == cfg.eos_id)
@@ -398,6 +473,8 @@ def _loop(
         step += 1
         # Feed e(s_n) + D(d_{n-1}) at each item's next position.
         new_embed = (model.code_embedding(token) + model.duration_embedding(previous_duration))[:, None, :]
+        if phones is not None:  # its input is told the phone due when it starts
+            new_embed = new_embed + model.pointer_input(model.phoneme_embedding, spoken, spoken_lengths, reached[:, None])
         new_position = (prefix_lengths + step - 1)[:, None]
         all_mask = torch.cat([all_mask, torch.ones(batch, 1, dtype=torch.bool, device=device)], dim=1)
         if cache is not None:

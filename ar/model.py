@@ -21,6 +21,7 @@ from torch import nn
 
 from ar.config import ARConfig
 from ar.embeddings import CodeEmbedding, CodeHead, RateEmbedding, init_weights
+from ar.pointer import PhonePointerEmbedding
 from codec.common.pretrained import PretrainedMixin
 
 IGNORE = -100
@@ -77,6 +78,11 @@ class ARModel(nn.Module, PretrainedMixin):
         self.duration_head = nn.Linear(hidden, config.max_duration)
         init_weights(self.code_head)
         init_weights(self.duration_head)
+        if config.phone_pointer:
+            self.pointer_input = PhonePointerEmbedding(config)
+            self.pointer_code = PhonePointerEmbedding(config)
+            self.advance_head = nn.Linear(hidden, config.max_advance + 1)
+            init_weights(self.advance_head)
 
     # -- inputs ------------------------------------------------------------------------------------------
     def embed_sequence(
@@ -87,11 +93,16 @@ class ARModel(nn.Module, PretrainedMixin):
         durations: torch.Tensor,
         code_lengths: torch.Tensor,
         rate: torch.Tensor,
+        spoken: torch.Tensor | None = None,
+        spoken_lengths: torch.Tensor | None = None,
+        progress: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded input embeddings of `[SOS, RATE, phonemes, TASK, codes]` (no EOS: it is never an input).
 
         Args: `phonemes [B, P]`, `phoneme_lengths [B]`, `codes [B, G]`, `durations [B, G]` (1..max_duration,
-        anything on padding), `code_lengths [B]` (may be 0), `rate [B]` in tokens per second.
+        anything on padding), `code_lengths [B]` (may be 0), `rate [B]` in tokens per second; with the phone
+        pointer also `spoken [B, Ns]` (the text's phone ids), `spoken_lengths [B]` and `progress [B, G]`
+        (phones started by the end of each token; see `ar/pointer.py`).
         Returns `embeds [B, L, H]`, `mask [B, L]` (bool, True on real positions) and `positions [B, L]`,
         with `L = 3 + max(P_b + G_b)`.
         """
@@ -115,6 +126,10 @@ class ARModel(nn.Module, PretrainedMixin):
         ph_ids = phonemes.gather(1, ph_index.clamp(0, phonemes.shape[1] - 1))
         sp_clamped = sp_index.clamp(0, codes.shape[1] - 1)
         speech = self.code_embedding(codes.gather(1, sp_clamped)) + self.duration_embedding(previous.gather(1, sp_clamped))
+        if cfg.phone_pointer:
+            # The input at token j is told A_{j-1}: the phone due when it starts.
+            before = F.pad(progress, (1, 0))[:, : progress.shape[1]] if progress.shape[1] else progress.new_zeros(batch, 1)
+            speech = speech + self.pointer_input(self.phoneme_embedding, spoken, spoken_lengths, before.gather(1, sp_clamped))
         embeds = (
             self.phoneme_embedding(ph_ids) * is_phone[..., None]
             + speech * is_speech[..., None]
@@ -150,12 +165,15 @@ class ARModel(nn.Module, PretrainedMixin):
         """Teacher-forced logits and targets of the valid positions only (flattened across the batch).
 
         Returns `code_logits [N, V + 1]`, `code_targets [N]`, `code_item [N]` (batch row of each),
-        `dur_logits [M, D]`, `dur_targets [M]`, `dur_item [M]`.
+        `dur_logits [M, D]`, `dur_targets [M]`, `dur_item [M]`, and with the phone pointer `adv_logits [M, A + 1]`
+        and `adv_targets [M]` (phones each token starts, capped at `max_advance`).
         """
         cfg = self.config
         phonemes, phoneme_lengths = batch["phonemes"], batch["phoneme_lengths"]
         codes, durations, code_lengths = batch["codes"], batch["durations"], batch["code_lengths"]
-        embeds, mask, positions = self.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, batch["rate"])
+        pointer = (batch["spoken"], batch["spoken_lengths"], batch["progress"]) if cfg.phone_pointer else (None, None, None)
+        embeds, mask, positions = self.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, batch["rate"],
+                                                      *pointer)
         hidden = self.run_backbone(embeds, mask, positions)
         batch_size, max_codes = codes.shape
         rows = torch.arange(batch_size, device=codes.device)[:, None]
@@ -165,12 +183,21 @@ class ARModel(nn.Module, PretrainedMixin):
         code_valid = k <= code_lengths[:, None]  # [B, G + 1]
         padded = F.pad(codes, (0, 1))
         code_targets = torch.where(k == code_lengths[:, None], torch.full_like(padded, cfg.eos_id), padded)
-        code_states = _gather_rows(hidden, 2 + phoneme_lengths[:, None] + k)[code_valid]
+        code_states = _gather_rows(hidden, 2 + phoneme_lengths[:, None] + k)
         # Duration targets: the state at s_j (input carries d_{j-1}) predicts d_j.
         j = k[:, :max_codes]
         dur_valid = _length_mask(code_lengths, max_codes)
         dur_states = _gather_rows(hidden, 3 + phoneme_lengths[:, None] + j)[dur_valid]
-        return {
+        extra = {}
+        if cfg.phone_pointer:
+            spoken, spoken_lengths, progress = pointer
+            progress = progress * dur_valid  # A_j on real tokens, 0 on padding
+            reached = F.pad(progress, (1, 0))  # [B, G + 1]: A_0 = 0, then A_j; the state predicting s_{k+1} knows A_k
+            code_states = code_states + self.pointer_code(self.phoneme_embedding, spoken, spoken_lengths, reached)
+            advance = (progress - reached[:, :max_codes]).clamp(0, cfg.max_advance)
+            extra = {"adv_logits": self.advance_head(dur_states), "adv_targets": advance[dur_valid]}
+        code_states = code_states[code_valid]
+        return {**extra,
             "code_logits": self.code_head(code_states),
             "code_targets": code_targets[code_valid],
             "code_item": rows.expand(-1, max_codes + 1)[code_valid],
@@ -212,27 +239,31 @@ class ARModel(nn.Module, PretrainedMixin):
         Batch: `phonemes [B, P]` long (0-padded), `phoneme_lengths [B]`, `codes [B, G]` long, `durations [B, G]`
         long (1..max_duration, 0 on padding), `code_lengths [B]`, `rate [B]` float (tokens per second).
         In training mode, `text_drop_prob` of the items lose their text (phoneme length 0).
-        Returns `loss` (weighted sum, with gradient), `code_loss`, `dur_loss`, `code_acc`, `dur_acc` (detached).
+        With the phone pointer also `spoken [B, Ns]`, `spoken_lengths [B]` and `progress [B, G]` (see `ar/pointer.py`).
+        Returns `loss` (weighted sum, with gradient), `code_loss`, `dur_loss`, `code_acc`, `dur_acc` (detached),
+        and with the phone pointer `adv_loss`, `adv_acc`.
         """
         cfg = self.config
         if self.training and cfg.text_drop_prob > 0:
             lengths = batch["phoneme_lengths"]
             dropped = torch.rand(lengths.shape, device=lengths.device) < cfg.text_drop_prob
             batch = {**batch, "phoneme_lengths": torch.where(dropped, torch.zeros_like(lengths), lengths)}
+            if cfg.phone_pointer:  # no text, no phones to point at
+                batch["spoken_lengths"] = torch.where(dropped, torch.zeros_like(lengths), batch["spoken_lengths"])
         out = self.teacher_forced_outputs(batch)
         code_loss = F.cross_entropy(out["code_logits"].float(), out["code_targets"], label_smoothing=cfg.label_smoothing)
         dur_loss = self._duration_loss(out["dur_logits"], out["dur_targets"]).mean()
         loss = cfg.code_loss_weight * code_loss + cfg.duration_loss_weight * dur_loss
+        result = {}
         with torch.no_grad():
-            code_acc = (out["code_logits"].argmax(-1) == out["code_targets"]).float().mean()
-            dur_acc = (out["dur_logits"].argmax(-1) == out["dur_targets"]).float().mean()
-        return {
-            "loss": loss,
-            "code_loss": code_loss.detach(),
-            "dur_loss": dur_loss.detach(),
-            "code_acc": code_acc,
-            "dur_acc": dur_acc,
-        }
+            result["code_acc"] = (out["code_logits"].argmax(-1) == out["code_targets"]).float().mean()
+            result["dur_acc"] = (out["dur_logits"].argmax(-1) == out["dur_targets"]).float().mean()
+        if cfg.phone_pointer:
+            adv_loss = F.cross_entropy(out["adv_logits"].float(), out["adv_targets"])
+            loss = loss + cfg.advance_loss_weight * adv_loss
+            result["adv_loss"] = adv_loss.detach()
+            result["adv_acc"] = (out["adv_logits"].argmax(-1) == out["adv_targets"]).float().mean()
+        return {"loss": loss, "code_loss": code_loss.detach(), "dur_loss": dur_loss.detach(), **result}
 
     @torch.no_grad()
     def teacher_forced_metrics(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -241,7 +272,11 @@ class ARModel(nn.Module, PretrainedMixin):
         out = self.teacher_forced_outputs(batch)
         code_nll = F.cross_entropy(out["code_logits"].float(), out["code_targets"], reduction="sum")
         dur_nll = F.cross_entropy(out["dur_logits"].float(), out["dur_targets"], reduction="sum")
-        return {
+        extra = {}
+        if "adv_logits" in out:
+            extra = {"adv_correct": (out["adv_logits"].argmax(-1) == out["adv_targets"]).sum(),
+                     "adv_total": torch.tensor(out["adv_targets"].numel())}
+        return {**extra,
             "code_correct": (out["code_logits"].argmax(-1) == out["code_targets"]).sum(),
             "code_total": torch.tensor(out["code_targets"].numel()),
             "dur_correct": (out["dur_logits"].argmax(-1) == out["dur_targets"]).sum(),
@@ -284,8 +319,11 @@ def collate_examples(
     codes: Sequence[Sequence[int]],
     durations: Sequence[Sequence[int]],
     rates: Sequence[float],
+    spoken: Sequence[Sequence[int]] | None = None,
+    progress: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Pad python/numpy sequences into a training batch (see `ARModel.training_step` for the keys)."""
+    """Pad python/numpy sequences into a training batch (see `ARModel.training_step` for the keys); `spoken` and
+    `progress` (one row per item) are the phone pointer's."""
     def pad(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
         out = torch.zeros(len(rows), max(1, int(lengths.max())), dtype=torch.long)
@@ -296,7 +334,11 @@ def collate_examples(
     ph, ph_len = pad(phonemes)
     cd, cd_len = pad(codes)
     du, _ = pad(durations)
-    return {
+    batch = {
         "phonemes": ph, "phoneme_lengths": ph_len, "codes": cd, "durations": du, "code_lengths": cd_len,
         "rate": torch.tensor([float(r) for r in rates], dtype=torch.float32),
     }
+    if spoken is not None and progress is not None:
+        batch["spoken"], batch["spoken_lengths"] = pad(spoken)
+        batch["progress"] = pad(progress)[0]
+    return batch

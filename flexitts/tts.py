@@ -99,6 +99,7 @@ class _Prompt:
     phonemes: list[str]
     phonemes_from: str
     reference: Reference
+    onsets: np.ndarray | None = None  # base-frame onsets of the transcript's phones (phone-pointer AR only)
 
 
 class TTS:
@@ -218,11 +219,24 @@ class TTS:
             g = int(tokens.num_tokens[0])
             phonemes, source = self.reference_phonemes(reference, ref_text)
             prompt = _Prompt(tokens.semantic_codes[0, :g], tokens.token_lengths[0, :g], mel[0],
-                             self.table.encode(phonemes), phonemes, source, reference)
+                             self.table.encode(phonemes), phonemes, source, reference, self._phone_onsets(wav, phonemes))
             self._prompts[key] = prompt
             while len(self._prompts) > 16:  # a small bound: the oldest entry goes first
                 self._prompts.pop(next(iter(self._prompts)), None)
         return prompt
+
+    def _phone_onsets(self, wav: torch.Tensor, phonemes: list[str]) -> np.ndarray | None:
+        """Where the reference's phones start (base frames), for a phone-pointer AR: CTC forced alignment by the
+        recogniser. None (the AR then spreads them evenly) without a pointer or a recogniser of the AR's table."""
+        from ar.pointer import spoken_positions
+        from flexitts.data.phone_alignment import phone_onsets
+
+        config = self.ar.config
+        if not getattr(config, "phone_pointer", False) or self.asr is None or list(self.asr.config.symbols) != list(config.symbols):
+            return None
+        ids = self.table.encode(phonemes)
+        phones = [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]  # the phones the AR counts
+        return phone_onsets(self.asr, wav, torch.tensor([wav.shape[-1]], device=wav.device), [phones])[0]
 
     # ------------------------------------------------------------------ text
     def split_text(self, text: str, prompt: _Prompt, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> list[str]:
@@ -328,6 +342,7 @@ class TTS:
                     rate=frame_rate, temperature=temperature, top_k=top_k, top_p=top_p, duration_top_k=duration_top_k,
                     duration_temperature=duration_temperature, pace=pace, match_rate=match_rate,
                     seed=[seed + i + k * CANDIDATE_SEED_STRIDE for i, k in rows], text_cfg=text_cfg,
+                    **({"prompt_onsets": [prompt.onsets] * n} if prompt.onsets is not None else {}),
                 )
             drawn = out.unbatch()
             scores = torch.zeros(count, 0)

@@ -231,3 +231,28 @@ def test_nar_precision_choice(bundle, real_speech_16k):
     a, b = runs["fp32"], runs["bf16"]
     assert a.shape == b.shape and b.dtype == a.dtype
     assert float(abs(a - b).mean()) < 0.1 * float(abs(a).mean()) + 1e-4
+
+
+def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
+    import dataclasses
+
+    from ar import ARConfig, ARModel
+    from ar.pointer import spoken_positions
+    from codec.common.pretrained import init_state_for
+    from flexitts import TTS
+    from flexitts.data.phone_alignment import pointer_skip_symbols
+
+    symbols = list(tts.ar.config.symbols)
+    config = ARConfig(**{**dataclasses.asdict(tts.ar.config), "phone_pointer": True,
+                         "pointer_skip": pointer_skip_symbols(symbols)})
+    ar = ARModel(config)
+    ar.load_state_dict(init_state_for(ar, tts.ar.state_dict(), "the tiny AR"))
+    pointed = TTS(tts.codec, ar, tts.nar, tts.vocoder, tts.asr, device="cpu")
+    for ref_text in (REF_TEXT, None):  # from the transcript, and from the recogniser
+        prompt = pointed.encode_reference(real_speech_16k, ref_text, frame_rate=8.3)
+        phones = spoken_positions(prompt.phoneme_ids, symbols, config.pointer_skip)
+        assert prompt.onsets is not None and len(prompt.onsets) == len(phones) > 0
+        assert np.all(np.diff(prompt.onsets) > 0) and prompt.onsets[-1] <= int(prompt.durations.sum()) + 1
+    wav, _, info = pointed.synthesize("Hello there.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1, candidates=2)
+    assert len(wav) > 0 and len(info.codes) >= 1
+    assert tts.encode_reference(real_speech_16k, REF_TEXT).onsets is None  # no pointer, no alignment work

@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokens.add_argument("--checkpoint", default=None, help="codec checkpoint (default: the bundled demo codec)")
     tokens.add_argument("--batch-seconds", type=float, default=60.0, help="audio per encoding batch")
     tokens.set_defaults(func=run_tokens)
+    align = actions.add_parser("align", help="add phone onsets (CTC forced alignment) to a token cache, for a phone-pointer AR")
+    align.add_argument("--cache", required=True, help="token cache folder (resumes when partly aligned)")
+    align.add_argument("--asr", default=None, help="CTC phone recogniser checkpoint (default: the bundled one)")
+    align.add_argument("--batch-seconds", type=float, default=60.0, help="audio per recogniser batch")
+    align.set_defaults(func=run_align)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -63,4 +68,25 @@ def run_tokens(args: argparse.Namespace) -> int:
     frames = sum(row["frames"] for row in cache.rows)
     rates = ", ".join(f"{name} {count * 12.5 / max(1, frames):.2f} tokens/s" for name, count in tokens.items())
     print(f"wrote {args.out}: {len(cache)} utterances; {rates}")
+    return 0
+
+
+def run_align(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from codec.asr.ctc_model import CTCPhoneRecognizer
+    from flexitts.data.token_cache import align_token_cache
+
+    recognizer = CTCPhoneRecognizer.from_pretrained(args.asr).eval()
+    bar = tqdm(desc="align", unit="utt", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    cache = align_token_cache(args.cache, recognizer, args.batch_seconds, progress)
+    bar.close()
+    phones = sum(len(cache.item(i).phone_onsets) for i in range(len(cache)))
+    print(f"aligned {args.cache}: {len(cache)} utterances, {phones} phones")
     return 0

@@ -1,7 +1,8 @@
 """The token cache: every utterance of a manifest encoded once by the codec, for AR and NAR training.
 
     DIR/meta.json      format version, codec fingerprint, manifest checksum, the settings
-    DIR/items/NNNNNN.npz  one utterance: phonemes [P], frames, and per setting codes [G] + durations [G]
+    DIR/items/NNNNNN.npz  one utterance: phonemes [P], frames, and per setting codes [G] + durations [G];
+                          after `flexitts data align`, also phone_onsets [Ns] (`flexitts.data.phone_alignment`)
     DIR/index.jsonl    one row per item (id, speaker, audio, text, frames, rates), written last
 
 A setting is one way of running the codec: `t0.48` (threshold 0.48) or `r8.3` (target 8.3 tokens/s).
@@ -63,6 +64,8 @@ class TokenItem:
     frames: int  # 12.5 Hz base frames of the audio
     codes: dict[str, np.ndarray] = field(default_factory=dict)  # setting -> [G]
     durations: dict[str, np.ndarray] = field(default_factory=dict)  # setting -> [G], 1..8, sum == frames
+    # Base-frame onsets of the spoken phones (`spoken_positions(phonemes)`), None until the cache is aligned.
+    phone_onsets: np.ndarray | None = None
 
     @property
     def rates(self) -> dict[str, float]:
@@ -82,6 +85,8 @@ def write_token_cache_item(root: str | os.PathLike, item: TokenItem, number: int
     for name in item.codes:
         arrays[f"codes/{name}"] = np.asarray(item.codes[name], np.int64)
         arrays[f"durations/{name}"] = np.asarray(item.durations[name], np.int64)
+    if item.phone_onsets is not None:
+        arrays["phone_onsets"] = np.asarray(item.phone_onsets, np.float32)
     meta = {"id": item.id, "speaker": item.speaker, "audio": str(item.audio), "text": item.text}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     with atomic_path(file) as tmp:
@@ -96,8 +101,9 @@ def read_token_cache_item(file: Path) -> TokenItem:
         meta = json.loads(bytes(data["meta"]).decode("utf-8"))
         codes = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("codes/")}
         durations = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("durations/")}
+        onsets = data["phone_onsets"] if "phone_onsets" in data.files else None
         return TokenItem(meta["id"], meta["speaker"], Path(meta["audio"]), meta["text"], data["phonemes"],
-                         int(data["frames"]), codes, durations)
+                         int(data["frames"]), codes, durations, onsets)
 
 
 def write_token_cache_index(root: str | os.PathLike, meta: dict[str, Any], count: int) -> None:
@@ -137,6 +143,11 @@ class TokenCache:
 
     def speakers(self) -> list[str]:
         return [row["speaker"] for row in self.rows]
+
+    @property
+    def aligned(self) -> bool:
+        """Whether every item has its phone onsets (`flexitts data align`)."""
+        return bool(self.meta.get("phone_onsets"))
 
 
 def _manifest_checksum(path: Path) -> str:
@@ -208,4 +219,41 @@ def build_token_cache(
         if progress is not None:
             progress(done, len(rows))
     write_token_cache_index(root, meta, len(rows))
+    return TokenCache(root)
+
+
+def align_token_cache(
+    root: str | os.PathLike,
+    recognizer: Any,
+    batch_seconds: float = 60.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> TokenCache:
+    """Add phone onsets (CTC forced alignment by `recognizer`, a `CTCPhoneRecognizer`) to every item of a complete
+    cache. Items are rewritten atomically one by one, so an interrupted run resumes; `meta.json` records the
+    alignment when every item has it."""
+    import torch
+
+    from flexitts.audio import load_audio
+    from flexitts.data.phone_alignment import phone_onsets, spoken_positions
+    from flexitts.training.sampler import BucketBatchSampler
+
+    cache = TokenCache(root)
+    symbols = list(recognizer.config.symbols)
+    todo = [i for i in range(len(cache)) if cache.item(i).phone_onsets is None]
+    sampler = BucketBatchSampler([int(cache.rows[i]["frames"]) * 1280 for i in todo], int(batch_seconds * 16000), seed=0) if todo else None
+    done = len(cache) - len(todo)
+    for batch in (sampler.epoch_batches(0) if sampler is not None else []):
+        numbers = [todo[k] for k in batch]
+        items = [cache.item(n) for n in numbers]
+        audio = [load_audio(item.audio, target_rate=16000)[0] for item in items]
+        wav = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+        phones = [item.phonemes[spoken_positions(item.phonemes, symbols)].tolist() for item in items]
+        for n, item, onsets in zip(numbers, items, phone_onsets(recognizer, wav, torch.tensor([len(a) for a in audio]), phones)):
+            item.phone_onsets = onsets
+            write_token_cache_item(cache.root, item, n)
+        done += len(numbers)
+        if progress is not None:
+            progress(done, len(cache))
+    meta = {k: v for k, v in cache.meta.items() if k != "format"}
+    write_json_atomic(cache.root / META, {"format": FORMAT_VERSION, **meta, "phone_onsets": True})
     return TokenCache(root)

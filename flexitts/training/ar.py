@@ -30,7 +30,10 @@ import torch
 from ar import ARConfig, ARModel, collate_examples
 from ar.config import BASE_FRAME_RATE
 from codec.common.checkpoints import is_remote
-from codec.common.pretrained import config_from_dict
+from codec.common.errors import CheckpointError
+from codec.common.pretrained import config_from_dict, init_state_for
+from ar import pointer
+from flexitts.data.phone_alignment import pointer_skip_symbols, token_progress
 from flexitts.data.token_cache import TokenCache
 from flexitts.errors import ConfigError, DataError
 from flexitts.text import PhonemeTable
@@ -102,6 +105,8 @@ class ARTokenDataset:
             self.examples, self.lengths = self.examples[:limit], self.lengths[:limit]
         if not self.examples:
             raise DataError(f"token cache '{cache.root}' has no example that fits {limit_units} positions")
+        if config.phone_pointer and not cache.aligned:
+            raise DataError(f"the phone-pointer AR needs phone onsets in '{cache.root}': run `flexitts data align --cache {cache.root}`")
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -122,23 +127,35 @@ class ARTokenDataset:
         item = self.cache.item(example.index)
         codes, durations, frames = self._tokens(example.index, example.setting)
         phonemes = [int(p) for p in item.phonemes]
+        onsets = item.phone_onsets
         if example.prefix >= 0:
             ref = self.cache.item(example.prefix)
             ref_codes, ref_durations, ref_frames = self._tokens(example.prefix, example.setting)
             phonemes = self.model.join_text(ref.phonemes, phonemes)
             codes = np.concatenate([ref_codes, codes])
             durations = np.concatenate([ref_durations, durations])
+            if onsets is not None and ref.phone_onsets is not None:
+                onsets = np.concatenate([ref.phone_onsets, onsets + ref_frames])
             frames += ref_frames
         if max(phonemes) >= len(self.model.config.symbols):
             raise DataError(f"token cache item '{item.id}' has phoneme ids beyond this model's table of {len(self.model.config.symbols)}")
-        return {"phonemes": phonemes, "codes": codes, "durations": durations, "rate": len(codes) * BASE_FRAME_RATE / frames,
-                "speaker": item.speaker, "index": example.index}
+        example_dict = {"phonemes": phonemes, "codes": codes, "durations": durations,
+                        "rate": len(codes) * BASE_FRAME_RATE / frames, "speaker": item.speaker, "index": example.index}
+        if self.model.config.phone_pointer:
+            config = self.model.config
+            spoken = [phonemes[i] for i in pointer.spoken_positions(phonemes, config.symbols, config.pointer_skip)]
+            if onsets is None or len(onsets) != len(spoken):
+                raise DataError(f"token cache item '{item.id}' has no phone onsets for its text: re-run `flexitts data align`")
+            example_dict["spoken"], example_dict["progress"] = spoken, token_progress(durations, onsets)
+        return example_dict
 
 
 def collate_ar(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Examples -> a padded batch for `ARModel.training_step`."""
+    pointer_rows = ([x["spoken"] for x in items], [x["progress"] for x in items]) if "spoken" in items[0] else (None, None)
     return collate_examples(
-        [x["phonemes"] for x in items], [x["codes"] for x in items], [x["durations"] for x in items], [x["rate"] for x in items]
+        [x["phonemes"] for x in items], [x["codes"] for x in items], [x["durations"] for x in items], [x["rate"] for x in items],
+        *pointer_rows,
     )
 
 
@@ -152,7 +169,8 @@ def teacher_forced_accuracy(model: ARModel, dataset: ARTokenDataset, max_units: 
         batch = {k: v.to(device) for k, v in collate_ar([dataset[i] for i in indices]).items()}
         for key, value in model.teacher_forced_metrics(batch).items():
             totals[key] = totals.get(key, 0.0) + float(value)
-    return {
+    extra = {"adv_acc": totals["adv_correct"] / max(1.0, totals["adv_total"])} if "adv_total" in totals else {}
+    return {**extra,
         "code_acc": totals["code_correct"] / max(1.0, totals["code_total"]),
         "dur_acc": totals["dur_correct"] / max(1.0, totals["dur_total"]),
         "code_nll": totals["code_nll"] / max(1.0, totals["code_total"]),
@@ -181,6 +199,7 @@ def generated_length_ratio(model: ARModel, cache: TokenCache, setting: str, coun
             prompt_codes=[cache.item(j).codes[setting].tolist() for j in prompts],
             prompt_durations=[cache.item(j).durations[setting].tolist() for j in prompts],
             prompt_phonemes=[cache.item(j).phonemes.tolist() for j in prompts],
+            prompt_onsets=[cache.item(j).phone_onsets for j in prompts] if model.config.phone_pointer else None,
             seed=seed, **sampling,
         )
         for k, i in enumerate(group):
@@ -200,6 +219,8 @@ def build_ar_model(run: RunConfig, init: str | None) -> tuple[ARModel, dict[str,
     """The model of the `model` section (or of the `init` checkpoint, updated by that section) and the weights
     to start from (None: random)."""
     section = dict(run.model)
+    if section.get("phone_pointer") and "pointer_skip" not in section:
+        section["pointer_skip"] = pointer_skip_symbols(PhonemeTable.default().symbols)
     preset = section.pop("preset", None)
     config_init = section.pop("init", None)
     if "symbols" in section:
@@ -215,11 +236,12 @@ def build_ar_model(run: RunConfig, init: str | None) -> tuple[ARModel, dict[str,
             raise ConfigError("model.preset cannot be combined with init: the checkpoint fixes the model's sizes")
         config = config_from_dict(ARConfig, {**dataclasses.asdict(pretrained.config), **section}, "model section")
         model = ARModel(config)
-        init_state = pretrained.state_dict()
-        try:
-            model.load_state_dict(init_state)
-        except RuntimeError:
-            raise ConfigError("model section changes sizes of the init checkpoint: only non-shape fields (dropout, losses) may differ") from None
+        try:  # modules the section adds (the phone pointer) keep their fresh initialisation
+            init_state = init_state_for(model, pretrained.state_dict(), "the init checkpoint")
+        except CheckpointError:
+            raise ConfigError("model section changes sizes of the init checkpoint: only non-shape fields (dropout, losses)"
+                              " may differ, or modules be added (phone_pointer)") from None
+        model.load_state_dict(init_state)
         return model, init_state
     symbols = list(PhonemeTable.default().symbols)
     if preset is not None:

@@ -1,0 +1,72 @@
+"""Where each spoken phone of a transcript starts in its audio, and how far through the transcript each speech
+token has got: the data behind the AR's phone pointer (`ARConfig.phone_pointer`, as in VALL-E R).
+
+Onsets come from CTC forced alignment of the transcript's phones (`phones_only`: no stress marks, word
+boundaries or punctuation) against the bundled phone recogniser's posteriors, and are kept in 12.5 Hz base
+frames (floats), so they serve any merging of the same audio. A token covering base frames `[b, e)` has
+*progress* `A = #{phones with onset < e}`: the phones started by its end. The AR reads `A` of the previous token
+(the next phone due) and predicts each token's advance `A_j - A_{j-1}`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ar import pointer
+from ar.config import BASE_FRAME_RATE
+
+
+def pointer_skip_symbols(symbols: Sequence[str]) -> list[str]:
+    """The symbols of a phoneme table that are not phones (what `ARConfig.pointer_skip` holds)."""
+    from flexitts.text import phones_only
+
+    phones = set(phones_only(list(symbols)))
+    return [s for s in symbols if s not in phones]
+
+
+def spoken_positions(phoneme_ids: Sequence[int], symbols: Sequence[str]) -> np.ndarray:
+    """Indices `[Ns]` of the entries of `phoneme_ids` that are phones (what the CTC recogniser emits)."""
+    return np.asarray(pointer.spoken_positions(phoneme_ids, list(symbols), pointer_skip_symbols(symbols)), dtype=np.int64)
+
+
+def ctc_onsets(log_probs: torch.Tensor, targets: Sequence[int], blank: int = 0) -> np.ndarray:
+    """First frame of each target in the best CTC alignment: `log_probs [T, V]`, `targets [N]` -> `[N]` floats.
+
+    When no alignment exists (fewer frames than the targets need), onsets are spread evenly over the frames.
+    """
+    import torchaudio.functional as AF
+
+    frames, count = log_probs.shape[0], len(targets)
+    if count == 0:
+        return np.zeros(0, dtype=np.float32)
+    ids = torch.as_tensor(list(targets), dtype=torch.int32)
+    repeats = int((ids[1:] == ids[:-1]).sum()) if count > 1 else 0
+    if frames < count + repeats:
+        return (np.arange(count, dtype=np.float32) * frames / count).astype(np.float32)
+    labels, _ = AF.forced_align(log_probs[None].float().cpu(), ids[None], blank=blank)
+    labels = labels[0].numpy()
+    previous = np.concatenate([[blank], labels[:-1]])
+    # A target starts where a non-blank frame follows a blank or a different label (CTC puts a blank between
+    # equal neighbours, so repeated phones still start separately).
+    starts = np.flatnonzero((labels != blank) & ((previous == blank) | (previous != labels)))
+    if len(starts) != count:  # cannot happen for a valid alignment; keep the data usable regardless
+        return (np.arange(count, dtype=np.float32) * frames / count).astype(np.float32)
+    return starts.astype(np.float32)
+
+
+@torch.no_grad()
+def phone_onsets(recognizer: torch.nn.Module, wav: torch.Tensor, wav_lengths: torch.Tensor,
+                 phone_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Onsets in 12.5 Hz base frames of each item's phones: `wav [B, S]` 16 kHz, `wav_lengths [B]`, one phone-id
+    list per item (recogniser ids, phones only) -> one `[N_b]` float32 array per item."""
+    log_probs, _, lengths = recognizer(wav, wav_lengths)
+    per_base_frame = float(recognizer.config.frame_rate) / BASE_FRAME_RATE
+    return [ctc_onsets(log_probs[b, : int(lengths[b])], ids, recognizer.config.blank_id) / per_base_frame
+            for b, ids in enumerate(phone_ids)]
+
+
+def token_progress(durations: np.ndarray | torch.Tensor, onsets: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Phones started by the end of each token (`ar.pointer.token_progress`) as a numpy `[G]` int64 array."""
+    return pointer.token_progress(torch.as_tensor(np.asarray(durations)), torch.as_tensor(np.asarray(onsets))).numpy()

@@ -1,0 +1,264 @@
+"""The AR's phone pointer: phone onsets by CTC forced alignment, token progress, the cache's alignment, the
+model's zero start and training, and generation that walks the text (EOS waits for the last phone; batching,
+the KV cache and text guidance keep their guarantees)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ar import ARConfig, ARModel
+from ar.pointer import even_onsets, spoken_positions, token_progress
+from codec.common.errors import ConfigError, TextError
+from codec.common.pretrained import init_state_for
+from flexitts.data.phone_alignment import ctc_onsets, phone_onsets, pointer_skip_symbols
+from flexitts.data.phone_alignment import spoken_positions as data_spoken_positions
+from flexitts.data.token_cache import TokenCache, TokenItem, align_token_cache, read_token_cache_item, write_token_cache_item
+from flexitts.errors import DataError
+from flexitts.text import PhonemeTable
+from flexitts.training.ar import ARTokenDataset, collate_ar
+from tests.test_ar_model import SYMBOLS, random_batch, tiny_config
+from tests.conftest import tone
+from tests.test_ar_training import write_cache
+
+SKIP = ["<pad>", "<unk>", "<sos>", "<eos>", "<task>", "<sep>", "p0", "p1"]  # p0/p1 stand for stress and space
+
+
+def pointer_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> ARModel:
+    torch.manual_seed(seed)
+    return ARModel(tiny_config(phone_pointer=True, pointer_skip=SKIP, **overrides)).to(dtype).eval()
+
+
+def with_pointer(batch: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Add the pointer's keys to a `random_batch`: its phones, and a progress that grows by 0..2 per token."""
+    g = torch.Generator().manual_seed(seed)
+    spoken, progress = [], []
+    for i in range(batch["phonemes"].shape[0]):
+        ids = batch["phonemes"][i, : int(batch["phoneme_lengths"][i])].tolist()
+        phones = [ids[k] for k in spoken_positions(ids, SYMBOLS, SKIP)]
+        steps = torch.randint(0, 3, (int(batch["code_lengths"][i]),), generator=g)
+        progress.append(torch.cumsum(steps, 0).clamp(max=len(phones)).tolist())
+        spoken.append(phones)
+    rows = max(1, max(len(s) for s in spoken))
+    out = dict(batch)
+    out["spoken"] = torch.tensor([s + [0] * (rows - len(s)) for s in spoken])
+    out["spoken_lengths"] = torch.tensor([len(s) for s in spoken])
+    out["progress"] = torch.zeros_like(batch["codes"])
+    for i, p in enumerate(progress):
+        out["progress"][i, : len(p)] = torch.tensor(p, dtype=torch.long)
+    return out
+
+
+# -- alignment ------------------------------------------------------------------------------------------------
+def test_token_progress_counts_the_phones_started_by_each_token_end():
+    durations = torch.tensor([2, 1, 3, 2])  # token ends at 2, 3, 6, 8
+    onsets = torch.tensor([0.0, 0.5, 2.0, 2.5, 5.9, 7.0])
+    assert token_progress(durations, onsets).tolist() == [2, 4, 5, 6]
+    assert token_progress(durations, onsets[[3, 0, 5, 1, 2, 4]]).tolist() == [2, 4, 5, 6]  # any order
+    random = torch.rand(40) * 30
+    progress = token_progress(torch.randint(1, 9, (12,)), random)
+    assert bool((progress[1:] >= progress[:-1]).all()) and int(progress.max()) <= 40
+    assert even_onsets(4, 8).tolist() == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_spoken_positions_skip_what_is_not_a_phone():
+    ids = [SYMBOLS.index(s) for s in ["p5", "p0", "p1", "p7", "<sep>", "p9"]]
+    assert spoken_positions(ids, SYMBOLS, SKIP) == [0, 3, 5]
+    table = PhonemeTable.default()
+    symbols = list(table.symbols)
+    text = table.encode(["h", "ə", "l", "ˈ", "oʊ", " ", "w", "ɜː", "l", "d", "."])
+    assert [symbols[text[i]] for i in data_spoken_positions(text, symbols)] == ["h", "ə", "l", "oʊ", "w", "ɜː", "l", "d"]
+    assert "ˈ" in pointer_skip_symbols(symbols) and "ə" not in pointer_skip_symbols(symbols)
+
+
+def _peaked_log_probs(frames: int, vocab: int, peaks: dict[int, int]) -> torch.Tensor:
+    """Blank everywhere except `peaks` (frame -> label)."""
+    logits = torch.full((frames, vocab), -8.0)
+    logits[:, 0] = 0.0
+    for frame, label in peaks.items():
+        logits[frame, label] = 4.0
+    return torch.log_softmax(logits, dim=-1)
+
+
+def test_ctc_onsets_find_each_phone_including_repeats():
+    log_probs = _peaked_log_probs(20, 6, {2: 3, 7: 4, 8: 4, 11: 4, 15: 5})  # "3 4 4 5": the two 4s split by blanks
+    assert ctc_onsets(log_probs, [3, 4, 4, 5]).tolist() == [2.0, 7.0, 11.0, 15.0]
+    # Fewer frames than the targets need: spread evenly, still one onset per phone.
+    assert ctc_onsets(_peaked_log_probs(3, 6, {}), [1, 2, 3, 3]).tolist() == [0.0, 0.75, 1.5, 2.25]
+    assert ctc_onsets(log_probs, []).shape == (0,)
+
+
+class _PeakRecognizer(torch.nn.Module):
+    """Stands in for the CTC recogniser: 25 Hz frames, phone k of the text peaking at frame 4k + 1."""
+
+    def __init__(self, phones: list[int], vocab: int):
+        super().__init__()
+        self.phones, self.vocab = phones, vocab
+        self.config = type("Config", (), {"frame_rate": 25.0, "blank_id": 0, "symbols": list(PhonemeTable.default().symbols)})()
+
+    def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor):
+        frames = wav.shape[1] // 640
+        lp = _peaked_log_probs(frames, self.vocab, {4 * k + 1: p for k, p in enumerate(self.phones)})
+        lengths = torch.div(wav_lengths, 640, rounding_mode="floor")
+        return lp[None].expand(wav.shape[0], -1, -1), None, lengths
+
+
+def test_phone_onsets_are_in_base_frames_and_the_cache_keeps_them(tmp_path, write_wav):
+    table = PhonemeTable.default()
+    ids = table.encode(["h", "ə", " ", "l", "oʊ"])
+    phones = [ids[i] for i in data_spoken_positions(ids, table.symbols)]
+    recognizer = _PeakRecognizer(phones, len(table.symbols))
+    wav = torch.zeros(1, 16000)
+    onsets = phone_onsets(recognizer, wav, torch.tensor([16000]), [phones])[0]
+    assert onsets.tolist() == [0.5, 2.5, 4.5, 6.5]  # 25 Hz frames 1, 5, 9, 13
+
+    audio = write_wav("u0.wav", tone(1.0, 16000), 16000)
+    item = TokenItem("u0", "s", audio, "hello", np.asarray(ids), 13, {"t1": np.arange(13)}, {"t1": np.ones(13, np.int64)})
+    root = tmp_path / "cache"
+    write_token_cache_item(root, item, 0)
+    from flexitts.data.token_cache import write_token_cache_index
+
+    write_token_cache_index(root, {"settings": ["t1"]}, 1)
+    assert not TokenCache(root).aligned and TokenCache(root).item(0).phone_onsets is None
+    cache = align_token_cache(root, recognizer, progress=None)
+    assert cache.aligned
+    np.testing.assert_array_equal(read_token_cache_item(root / "items" / "000000.npz").phone_onsets, onsets)
+    np.testing.assert_array_equal(cache.item(0).codes["t1"], np.arange(13))  # the tokens are kept
+    align_token_cache(root, _PeakRecognizer([], 5))  # resumes: nothing left to align, nothing rewritten
+    np.testing.assert_array_equal(TokenCache(root).item(0).phone_onsets, onsets)
+
+
+# -- model ----------------------------------------------------------------------------------------------------
+def test_config_needs_the_symbols_to_skip():
+    with pytest.raises(ConfigError, match="pointer_skip"):
+        tiny_config(phone_pointer=True)
+    with pytest.raises(ConfigError, match="max_advance"):
+        tiny_config(phone_pointer=True, pointer_skip=SKIP, max_advance=0)
+
+
+def test_a_new_pointer_leaves_a_trained_model_unchanged():
+    torch.manual_seed(0)
+    base = ARModel(tiny_config()).eval()
+    model = pointer_model(seed=1)
+    model.load_state_dict(init_state_for(model, base.state_dict(), "base"))
+    batch = random_batch([(9, 12), (14, 7)])
+    with torch.no_grad():
+        expected = base.item_losses(batch)["code_loss"]
+        got = model.item_losses(with_pointer(batch))["code_loss"]
+    torch.testing.assert_close(got, expected)
+
+
+def test_padding_does_not_change_pointer_losses():
+    model = pointer_model(dtype=torch.float64)
+    batch = with_pointer(random_batch([(9, 12), (14, 7), (5, 3)]))
+    with torch.no_grad():
+        together = model.teacher_forced_outputs(batch)
+        for i in range(3):
+            keep = {k: v[i : i + 1] for k, v in batch.items()}
+            g, p, s = int(keep["code_lengths"][0]), int(keep["phoneme_lengths"][0]), int(keep["spoken_lengths"][0])
+            alone = model.teacher_forced_outputs({**keep, "codes": keep["codes"][:, :g], "durations": keep["durations"][:, :g],
+                                                  "progress": keep["progress"][:, :g], "phonemes": keep["phonemes"][:, :p],
+                                                  "spoken": keep["spoken"][:, : max(1, s)]})
+            rows = together["dur_item"] == i
+            torch.testing.assert_close(together["adv_logits"][rows], alone["adv_logits"])
+            torch.testing.assert_close(together["code_logits"][together["code_item"] == i], alone["code_logits"])
+
+
+def test_pointer_training_learns_codes_and_advances():
+    model = pointer_model()
+    batch = with_pointer(random_batch([(9, 12), (14, 10), (6, 8)]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    first = None
+    for _ in range(60):
+        optimizer.zero_grad()
+        out = model.training_step(batch)
+        out["loss"].backward()
+        optimizer.step()
+        first = first or {k: float(v) for k, v in out.items()}
+    assert float(out["adv_loss"]) < 0.5 * first["adv_loss"] and float(out["adv_acc"]) > 0.9
+    assert float(out["loss"]) < 0.5 * first["loss"]
+    assert model.pointer_code.mix.weight.abs().sum() > 0  # the pointer is used, not left at zero
+
+
+# -- generation -----------------------------------------------------------------------------------------------
+def _biased(model: ARModel, eos: float, advance: int | None = None) -> ARModel:
+    with torch.no_grad():
+        proj = model.code_head.proj
+        (proj[-1] if isinstance(proj, torch.nn.Sequential) else proj).bias[model.config.eos_id] = eos
+        if advance is not None:
+            model.advance_head.bias.zero_()
+            model.advance_head.bias[1 : advance + 1] = torch.arange(1, advance + 1) * 15.0  # the most, or as many as are left
+    return model
+
+
+def test_eos_waits_until_every_phone_has_started():
+    text = [SYMBOLS.index(s) for s in ["p4", "p0", "p5", "p6", "p1", "p7", "p8"]]  # 5 phones
+    eager = _biased(pointer_model(), eos=40.0, advance=1)
+    out = eager.generate(text, seed=0, min_len_ratio=0.01)
+    assert int(out.lengths[0]) == 5 and bool(out.ended_by_eos[0])  # one phone per token, then EOS
+    two = _biased(pointer_model(), eos=40.0, advance=2)
+    assert int(two.generate(text, seed=0, min_len_ratio=0.01).lengths[0]) == 3  # 2 + 2 + 1 (never past the end)
+    # A prompt's phones have all started: the new text's 5 still take 5 tokens.
+    prompt = [SYMBOLS.index(s) for s in ["p9", "p10", "p11"]]
+    out = eager.generate(text, prompt_codes=[1, 2, 3, 4], prompt_durations=[1, 2, 1, 2], prompt_phonemes=prompt,
+                         prompt_onsets=[0.0, 2.0, 4.5], seed=0, min_len_ratio=0.01)
+    assert int(out.lengths[0]) == 5
+
+
+def test_pointer_generation_batches_caches_and_guides_consistently():
+    model = pointer_model(dtype=torch.float64)
+    texts = [[SYMBOLS.index(f"p{k}") for k in (4, 0, 9, 12, 5)], [SYMBOLS.index(f"p{k}") for k in (20, 21, 1, 22)]]
+    prompt = dict(prompt_codes=[[3, 4, 5]], prompt_durations=[[2, 1, 3]], prompt_phonemes=[[SYMBOLS.index("p7"), SYMBOLS.index("p8")]])
+    together = model.generate(texts, seed=[5, 6], **prompt)
+    for i in range(2):
+        alone = model.generate(texts[i], seed=5 + i, **prompt)
+        assert torch.equal(together.item(i)[0], alone.item(0)[0]) and torch.equal(together.item(i)[1], alone.item(0)[1])
+    recomputed = model.generate(texts, seed=[5, 6], use_cache=False, **prompt)
+    assert torch.equal(recomputed.codes, together.codes) and torch.equal(recomputed.durations, together.durations)
+    guided = model.generate(texts, seed=[5, 6], text_cfg=1.0, **prompt)
+    assert guided.codes.shape[0] == 2 and bool((guided.lengths > 0).all())
+    explicit = model.generate(texts, seed=[5, 6], prompt_onsets=[0.0, 3.0], **prompt)  # = even spreading over 6 frames
+    assert torch.equal(explicit.codes, together.codes)
+
+
+def test_pointer_generation_errors_are_one_line():
+    model = pointer_model()
+    with pytest.raises(ConfigError, match="prompt_onsets has 3 onsets"):
+        model.generate([SYMBOLS.index("p4")], prompt_codes=[1], prompt_durations=[2], prompt_phonemes=[SYMBOLS.index("p7")],
+                       prompt_onsets=[0.0, 1.0, 2.0])
+    with pytest.raises(TextError, match="no phones"):
+        model.generate([SYMBOLS.index("p0"), SYMBOLS.index("p1")])
+
+
+# -- training data --------------------------------------------------------------------------------------------
+def test_dataset_gives_the_joined_phones_and_progress(tmp_path):
+    root = write_cache(tmp_path / "cache", 6)
+    symbols = list(PhonemeTable.default().symbols)
+    config = dataclasses.replace(tiny_config(symbols=symbols), phone_pointer=True, pointer_skip=pointer_skip_symbols(symbols))
+    model = ARModel(config)
+    with pytest.raises(DataError, match="flexitts data align"):
+        ARTokenDataset(TokenCache(root), model)
+    cache = TokenCache(root)
+    for n in range(len(cache)):  # onsets: one phone every 2 frames
+        item = cache.item(n)
+        item.phone_onsets = np.arange(len(data_spoken_positions(item.phonemes, symbols)), dtype=np.float32) * 2
+        write_token_cache_item(root, item, n)
+    from flexitts.data.token_cache import write_token_cache_index
+
+    write_token_cache_index(root, {**{k: v for k, v in cache.meta.items() if k != "format"}, "phone_onsets": True}, len(cache))
+    dataset = ARTokenDataset(TokenCache(root), model, prompt_prob=1.0, seed=0)
+    example = dataset.examples[0]
+    assert example.prefix >= 0
+    got = dataset[0]
+    ref, item = TokenCache(root).item(example.prefix), TokenCache(root).item(example.index)
+    onsets = np.concatenate([ref.phone_onsets, item.phone_onsets + ref.frames])
+    durations = np.concatenate([ref.durations[example.setting], item.durations[example.setting]])
+    np.testing.assert_array_equal(got["progress"], token_progress(torch.as_tensor(durations), torch.as_tensor(onsets)).numpy())
+    assert len(got["spoken"]) == len(onsets)
+    batch = collate_ar([dataset[i] for i in range(4)])
+    assert batch["spoken"].shape[0] == 4 and batch["progress"].shape == batch["codes"].shape
+    out = model.training_step(batch)
+    assert torch.isfinite(out["loss"]) and "adv_acc" in out

@@ -12,7 +12,7 @@ PYTHON_STAMP := $(VENV)/.python-packages
 RESEMBLYZER := resemblyzer==0.1.4
 DEMO_OUT ?= demo_out
 
-DEMO_VOICE := flexitts/assets/demo/voices/mb-us1.wav
+DEMO_VOICE := flexitts/assets/demo/voices/mb-us1.flac
 DEMO_REF_TEXT := The Surgeon General has determined that cigarette smoking is hazardous to your health.
 DEMO_TEXT := Dynamic frame rate tokens let a language model speak with fewer steps per second.
 

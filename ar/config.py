@@ -62,6 +62,7 @@ class ARConfig:
     phone_pointer: bool = False
     max_advance: int = 8
     advance_loss_weight: float = 1.0
+    pointer_rank: int = 32  # width of the pointer's phone-window bottleneck
     # Symbols of the table that are not phones (stress, word boundaries, punctuation, specials): the pointer
     # skips them. Filled from the text frontend when a phone-pointer model is built for training.
     pointer_skip: list[str] = field(default_factory=list)
@@ -88,8 +89,8 @@ class ARConfig:
         self.pointer_skip = list(self.pointer_skip)
         if self.phone_pointer and not self.pointer_skip:
             raise ConfigError("ARConfig.phone_pointer needs pointer_skip: the table's symbols that are not phones")
-        if self.max_advance < 1:
-            raise ConfigError(f"ARConfig.max_advance must be at least 1, not {self.max_advance}")
+        if self.max_advance < 1 or self.pointer_rank < 1:
+            raise ConfigError(f"ARConfig.max_advance and pointer_rank must be at least 1, not {self.max_advance}, {self.pointer_rank}")
         if not 0.0 <= self.text_drop_prob < 1.0:
             raise ConfigError(f"ARConfig.text_drop_prob must be in [0, 1), not {self.text_drop_prob}")
 

@@ -23,16 +23,17 @@ class PhonePointerEmbedding(nn.Module):
     """Pointer `A [B, K]` into `spoken [B, Ns]` (phone ids, 0-padded, `lengths [B]`) -> `[B, K, H]`.
 
     The vector mixes the phoneme embeddings of the phones at `A - 1` (being spoken), `A` (due next) and `A + 1`
-    (a padding id where out of range) with a learned vector for how many phones remain. Both parts start at zero,
-    so adding the pointer to a trained model leaves its outputs unchanged until it learns to use it.
+    (a padding id where out of range), through a `pointer_rank`-wide bottleneck (the demo bundle counts its
+    bytes), with a learned vector for how many phones remain. The outputs start at zero, so adding the pointer to
+    a trained model leaves its outputs unchanged until it learns to use it.
     """
 
     def __init__(self, config: ARConfig):
         super().__init__()
         hidden = config.hidden_size
-        self.mix = nn.Linear(3 * hidden, hidden)
+        self.mix = nn.Sequential(nn.Linear(3 * hidden, config.pointer_rank, bias=False), nn.Linear(config.pointer_rank, hidden))
         self.remaining = nn.Embedding(REMAINING_BUCKETS + 1, hidden)
-        for weight in (self.mix.weight, self.mix.bias, self.remaining.weight):
+        for weight in (self.mix[1].weight, self.mix[1].bias, self.remaining.weight):
             nn.init.zeros_(weight)
 
     def forward(self, phoneme_embedding: nn.Embedding, spoken: torch.Tensor, lengths: torch.Tensor,

@@ -10,6 +10,7 @@
             then flexitts train codec --config configs/codec_demo_subphone.yaml --init runs/codec_phone/model
             (sub-frame phone distillation: the codes spell every phone of their span, 75 min)
     tokens  flexitts data tokens --manifest corpus/big/train.jsonl ... (and corpus/demo/valid.jsonl) (~12 min)
+            then flexitts data align --cache runs/tokens_sub (and runs/tokens_sub_valid): phone onsets (~2 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 150 min)
             then flexitts train ar --config configs/ar_demo_subphone.yaml (from runs/ar_phone, 80 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
@@ -143,11 +144,13 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
                     details.append(f"{size} h written to {folder}")
             detail = "; ".join(details)
         elif stage == "tokens":
+            from codec.asr.ctc_model import CTCPhoneRecognizer
+            from flexitts.data.token_cache import TokenCache, align_token_cache, build_token_cache
+
             if (ROOT / TOKENS / "index.jsonl").is_file():
                 detail = f"{TOKENS} exists"
             else:
                 from codec import FlexiCodec
-                from flexitts.data.token_cache import build_token_cache
 
                 # The exported (float16-rounded) codec, so the tokens are exactly what synthesis will see.
                 codec = FlexiCodec.from_pretrained(Path(bundle or demo_bundle_dir()) / "codec")
@@ -155,6 +158,13 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
                     valid = build_token_cache(ROOT / CORPUS / "valid.jsonl", ROOT / f"{TOKENS}_valid", codec, TOKEN_SETTINGS)
                     cache = build_token_cache(ROOT / BIG_CORPUS / "train.jsonl", ROOT / TOKENS, codec, TOKEN_SETTINGS)
                 detail = f"{len(cache)} training and {len(valid)} validation utterances"
+            # Phone onsets for the phone-pointer AR (`flexitts data align`), by the bundle's recogniser.
+            recognizer = None
+            for folder in (ROOT / TOKENS, ROOT / f"{TOKENS}_valid"):
+                if not TokenCache(folder).aligned:
+                    recognizer = recognizer or CTCPhoneRecognizer.from_pretrained(Path(bundle or demo_bundle_dir()) / "asr").eval()
+                    align_token_cache(folder, recognizer)
+                    detail += f"; {folder.name} aligned"
         elif stage == "export":
             detail = str(export_bundle(bundle or demo_bundle_dir(), log))
         else:

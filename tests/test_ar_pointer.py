@@ -180,7 +180,7 @@ def test_pointer_training_learns_codes_and_advances():
         first = first or {k: float(v) for k, v in out.items()}
     assert float(out["adv_loss"]) < 0.5 * first["adv_loss"] and float(out["adv_acc"]) > 0.9
     assert float(out["loss"]) < 0.5 * first["loss"]
-    assert model.pointer_code.mix.weight.abs().sum() > 0  # the pointer is used, not left at zero
+    assert model.pointer_code.mix[1].weight.abs().sum() > 0  # the pointer is used, not left at zero
 
 
 # -- generation -----------------------------------------------------------------------------------------------

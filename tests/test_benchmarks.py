@@ -153,7 +153,7 @@ def test_bundled_voices_and_pipeline_cli_errors(bundle, tmp_path, capsys):
     from flexitts.cli.main import main
 
     audio, text = bundled_voice("mb-us1")
-    assert audio.name == "mb-us1.wav" and text
+    assert audio.name == "mb-us1.flac" and text
     with pytest.raises(DataError, match="mb-us1"):
         bundled_voice("no-such-voice")
     for case in (["--sentences", "0"], ["--ref", str(tmp_path / "missing.wav")], ["--voice", "nobody"],

@@ -262,3 +262,30 @@ def test_dataset_gives_the_joined_phones_and_progress(tmp_path):
     assert batch["spoken"].shape[0] == 4 and batch["progress"].shape == batch["codes"].shape
     out = model.training_step(batch)
     assert torch.isfinite(out["loss"]) and "adv_acc" in out
+
+
+def test_data_align_cli_adds_onsets_to_every_item(tmp_path, write_wav, capsys):
+    from codec.asr.ctc_model import CTCPhoneRecognizer, CTCRecognizerConfig
+    from flexitts.cli.main import main
+    from flexitts.data.token_cache import write_token_cache_index
+
+    table = PhonemeTable.default()
+    torch.manual_seed(0)
+    CTCPhoneRecognizer(CTCRecognizerConfig(symbols=list(table.symbols), dim=32, num_layers=1, num_heads=2, ffn_dim=64,
+                                           dropout=0.0)).save_pretrained(tmp_path / "asr")
+    root = tmp_path / "cache"
+    texts = [["h", "ə", " ", "l", "oʊ"], ["w", "ɜː", "l", "d"], ["æ"]]
+    for n, symbols in enumerate(texts):
+        audio = write_wav(f"u{n}.wav", tone(0.5 + 0.25 * n, 16000), 16000)
+        frames = int(-(-(8000 + 4000 * n) // 1280))
+        write_token_cache_item(root, TokenItem(f"u{n}", "s", audio, "x", np.asarray(table.encode(symbols)), frames,
+                                               {"t1": np.zeros(frames, np.int64)}, {"t1": np.ones(frames, np.int64)}), n)
+    write_token_cache_index(root, {"settings": ["t1"]}, len(texts))
+    assert main(["data", "align", "--cache", str(root), "--asr", str(tmp_path / "asr")]) == 0
+    assert "3 utterances, 9 phones" in capsys.readouterr().out
+    cache = TokenCache(root)
+    assert cache.aligned
+    for n in range(len(cache)):
+        onsets = cache.item(n).phone_onsets
+        assert len(onsets) == len(data_spoken_positions(cache.item(n).phonemes, table.symbols))
+        assert np.all(np.diff(onsets) > 0) and 0 <= onsets.min() and onsets.max() <= cache.item(n).frames

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokens.add_argument("--frame-rates", default="", help="comma-separated target frame rates in Hz, e.g. 8.3,6.25")
     tokens.add_argument("--checkpoint", default=None, help="codec checkpoint (default: the bundled demo codec)")
     tokens.add_argument("--batch-seconds", type=float, default=60.0, help="audio per encoding batch")
+    tokens.add_argument("--asr", default=None, help="CTC phone recogniser for the phone onsets (default: the bundled one)")
+    tokens.add_argument("--no-align", action="store_true", help="skip the phone onsets (`flexitts data align`) that a "
+                        "phone-pointer AR trains on")
     tokens.set_defaults(func=run_tokens)
     align = actions.add_parser("align", help="add phone onsets (CTC forced alignment) to a token cache, for a phone-pointer AR")
     align.add_argument("--cache", required=True, help="token cache folder (resumes when partly aligned)")
@@ -64,6 +67,8 @@ def run_tokens(args: argparse.Namespace) -> int:
 
     cache = build_token_cache(args.manifest, args.out, codec, settings, args.batch_seconds, progress)
     bar.close()
+    if not args.no_align:
+        cache = _align(args.out, args.asr, args.batch_seconds)
     tokens = {name: sum(row["tokens"][name] for row in cache.rows) for name in cache.settings}
     frames = sum(row["frames"] for row in cache.rows)
     rates = ", ".join(f"{name} {count * 12.5 / max(1, frames):.2f} tokens/s" for name, count in tokens.items())
@@ -71,13 +76,13 @@ def run_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_align(args: argparse.Namespace) -> int:
+def _align(cache: str, asr: str | None, batch_seconds: float):
     from tqdm.auto import tqdm
 
     from codec.asr.ctc_model import CTCPhoneRecognizer
     from flexitts.data.token_cache import align_token_cache
 
-    recognizer = CTCPhoneRecognizer.from_pretrained(args.asr).eval()
+    recognizer = CTCPhoneRecognizer.from_pretrained(asr).eval()
     bar = tqdm(desc="align", unit="utt", dynamic_ncols=True)
 
     def progress(done: int, total: int) -> None:
@@ -85,8 +90,13 @@ def run_align(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    cache = align_token_cache(args.cache, recognizer, args.batch_seconds, progress)
+    aligned = align_token_cache(cache, recognizer, batch_seconds, progress)
     bar.close()
+    return aligned
+
+
+def run_align(args: argparse.Namespace) -> int:
+    cache = _align(args.cache, args.asr, args.batch_seconds)
     phones = sum(len(cache.item(i).phone_onsets) for i in range(len(cache)))
     print(f"aligned {args.cache}: {len(cache)} utterances, {phones} phones")
     return 0

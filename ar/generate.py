@@ -198,6 +198,8 @@ def generate(
     match_rate: bool = False,
     text_cfg: float = 0.0,
     prompt_onsets: Any = None,
+    phone_guide: torch.Tensor | None = None,
+    phone_guide_weight: float = 1.0,
 ) -> ARGeneration:
     """Continue `[SOS, RATE, prompt_phonemes <sep> phonemes, TASK, prompt codes]` with new codes and durations.
 
@@ -229,6 +231,11 @@ def generate(
             transcript's phones (`flexitts.data.phone_alignment.phone_onsets`), one sequence per item (or one for
             all); None: spread evenly over the prompt. The new text is then spoken phone by phone: each token
             moves the pointer by its sampled advance, and EOS waits until every phone has started.
+        phone_guide: phone-guided decoding for a phone-pointer model: `[P, V]`, column c the distribution over the
+            phoneme table of what code c says (`FlexiCodec.code_phone_table`). While phones remain, each code's
+            log-probability gains `phone_guide_weight * log(mass on the phones at pointer - 1, pointer, pointer + 1
+            + 1e-4)`: codes that cannot be the phone due (or the one being spoken) are pushed down, a shallow
+            fusion of the AR with the codec's own reading of its codes. None: off.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -282,6 +289,13 @@ def generate(
     if text_cfg < 0:
         raise ConfigError(f"text_cfg must be >= 0, not {text_cfg}")
     phones = _pointer_inputs(model, texts, ref_ph, ref_durs, prompt_onsets) if cfg.phone_pointer else None
+    if phone_guide is not None:
+        if phones is None:
+            raise ConfigError("phone_guide needs a phone-pointer AR model (ARConfig.phone_pointer)")
+        if tuple(phone_guide.shape) != (len(cfg.symbols), cfg.codebook_size):
+            raise ConfigError(f"phone_guide must be [{len(cfg.symbols)}, {cfg.codebook_size}] (phones x codes), "
+                              f"not {list(phone_guide.shape)}: build it with the bundle's codec (code_phone_table)")
+        phone_guide = phone_guide.to(device=device, dtype=torch.float32) if phone_guide_weight else None
     generators = _generators(seed, batch, device)
     if text_cfg > 0:  # the text-free copies: same prompt codes, rate and limits, no phonemes
         empty = torch.zeros(0, dtype=torch.long)
@@ -298,6 +312,7 @@ def generate(
             model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
             match_rate, generators,
             temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device, text_cfg, phones,
+            (phone_guide, phone_guide_weight) if phone_guide is not None else None,
         )
     finally:
         model.train(was_training)
@@ -365,6 +380,7 @@ def _loop(
     device: torch.device,
     text_cfg: float = 0.0,
     phones: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    guide: tuple[torch.Tensor, float] | None = None,
 ) -> ARGeneration:
     """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum
     (tokens, or frames covered), sample the next code (EOS masked below the minimum tokens or frames), stop items
@@ -455,6 +471,12 @@ def _loop(
         logits = model.code_head(code_state).to(_sampling_dtype(state))
         if guided:
             logits = _text_guided(logits, half, text_cfg, cfg.eos_id)
+        if guide is not None:
+            rows = half if guided else batch  # the text-free copies take the first half's guidance
+            bonus = _phone_guidance(guide[0], spoken[:rows], spoken_lengths[:rows], reached[:rows]) * guide[1]
+            if guided:
+                bonus = torch.cat([bonus, bonus])
+            logits[:, : cfg.codebook_size] += bonus.to(logits.dtype)
         # EOS is not a choice before the minimum length.
         too_short = (step < min_len) | (covered < min_frames)
         if phones is not None:
@@ -487,6 +509,18 @@ def _loop(
     return ARGeneration(
         codes=out_codes[:, :size].clone(), durations=out_durs[:, :size].clone(), lengths=lengths, ended_by_eos=ended_by_eos
     )
+
+
+def _phone_guidance(table: torch.Tensor, spoken: torch.Tensor, lengths: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
+    """`log(mass + 1e-4)` `[B, V]` of each code on the phones at `reached - 1, reached, reached + 1` (`table [P, V]`,
+    `spoken [B, Ns]`, `lengths [B]`, `reached [B]`); 0 for items whose phones have all started (trailing silence
+    and the end are the model's call)."""
+    index = reached[:, None] + torch.arange(-1, 2, device=reached.device)  # [B, 3]
+    inside = (index >= 0) & (index < lengths[:, None])
+    ids = spoken.gather(1, index.clamp(0, spoken.shape[1] - 1))
+    mass = (table[ids] * inside[..., None]).sum(dim=1)  # [B, V]
+    bonus = torch.log(mass + 1e-4)
+    return torch.where((reached < lengths)[:, None], bonus, torch.zeros_like(bonus))
 
 
 def _text_guided(logits: torch.Tensor, half: int, weight: float, eos_id: int) -> torch.Tensor:

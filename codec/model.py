@@ -415,6 +415,22 @@ class FlexiCodec(WaveformGANMixin, nn.Module, PretrainedMixin):
             return F.linear(read, weight.to(read.dtype), bias.to(read.dtype)).float(), valid.sum(dim=1)
         return self.asr_extractor.feature_logits(self.align_proj(unmerge(decoded, seg)), seg.sum(dim=1))
 
+    @torch.no_grad()
+    def code_phone_table(self, chunk: int = 4096) -> torch.Tensor:
+        """What each semantic code says on its own: `[P, V]`, column c the phone distribution (the recogniser's ids;
+        the CTC blank gets 0) of code c read as a one-frame token, its most confident sub-frame per phone,
+        renormalised. Phone-guided AR decoding uses it (`ar.generate`'s `phone_guide`)."""
+        size = self.fsq.codebook_size
+        blank = int(getattr(getattr(self.asr_extractor, "config", None), "blank_id", 0))
+        columns = []
+        for start in range(0, size, chunk):
+            codes = torch.arange(start, min(size, start + chunk), device=self.device)[:, None]
+            logits, _ = self.code_phone_logits(codes, torch.ones_like(codes))  # [n, T', P]
+            logits[..., blank] = float("-inf")
+            probs = torch.softmax(logits.float(), dim=-1).amax(dim=1)  # [n, P]
+            columns.append(probs / probs.sum(dim=-1, keepdim=True))
+        return torch.cat(columns).t().contiguous()
+
     def read_code_phones(self, codes: torch.Tensor, token_lengths: torch.Tensor) -> list[int]:
         """Greedy CTC reading of `code_phone_logits` for one sequence: codes `[G]`, token_lengths `[G]`."""
         logits, frames = self.code_phone_logits(codes[None], token_lengths[None])

@@ -24,7 +24,8 @@ from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
+                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_GUIDE, DEFAULT_TEXT_CFG,
+                                                 DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
@@ -123,6 +124,7 @@ class TTS:
         self.mel = MelSpectrogram(nar.config.mel).to(self.device)
         self.sample_rate = int(nar.config.mel.sample_rate)
         self._prompts: dict[tuple[str, str, str | None], _Prompt] = {}
+        self._phone_table: torch.Tensor | None = None  # codec.code_phone_table(), built on first use
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -225,6 +227,21 @@ class TTS:
                 self._prompts.pop(next(iter(self._prompts)), None)
         return prompt
 
+    def _pointer_options(self, prompt: _Prompt, rows: int, weight: float) -> dict[str, Any]:
+        """`generate` options of a phone-pointer AR: the reference's phone onsets and phone-guided decoding."""
+        if not getattr(self.ar.config, "phone_pointer", False):
+            return {}
+        options: dict[str, Any] = {"prompt_onsets": [prompt.onsets] * rows} if prompt.onsets is not None else {}
+        if weight < 0:
+            raise ConfigError(f"phone_guide must be >= 0, not {weight}")
+        if weight > 0 and self.asr is not None and getattr(self.codec.config, "asr", None) == "ctc" \
+                and list(self.asr.config.symbols) == list(self.ar.config.symbols):
+            if self._phone_table is None:
+                with torch.no_grad():
+                    self._phone_table = self.codec.code_phone_table()
+            options.update(phone_guide=self._phone_table, phone_guide_weight=weight)
+        return options
+
     def _phone_onsets(self, wav: torch.Tensor, phonemes: list[str]) -> np.ndarray | None:
         """Where the reference's phones start (base frames), for a phone-pointer AR: CTC forced alignment by the
         recogniser. None (the AR then spreads them evenly) without a pointer or a recogniser of the AR's table."""
@@ -265,7 +282,9 @@ class TTS:
         rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
         max_reference_seconds (10), chunk_seconds (8), candidates (6: AR samples per chunk, the best content scored
-        by `flexitts.pipeline.rerank` rendered; 1 = no reranking), text_cfg (0.0: AR guidance on the text).
+        by `flexitts.pipeline.rerank` rendered; 1 = no reranking), text_cfg (0.0: AR guidance on the text),
+        phone_guide (`DEFAULT_PHONE_GUIDE`: with a phone-pointer AR, the weight of phone-guided decoding, which pushes
+        down codes whose own reading is not the phone due; 0 = off).
         Returns `(wav float32 [S], sample_rate, info)`.
         """
         parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
@@ -294,7 +313,8 @@ class TTS:
              progress: Progress | None = None, ref_sample_rate: int | None = None,
              max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,
              chunk_seconds: float = DEFAULT_CHUNK_SECONDS, candidates: int = DEFAULT_CANDIDATES,
-             text_cfg: float = DEFAULT_TEXT_CFG) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             text_cfg: float = DEFAULT_TEXT_CFG,
+             phone_guide: float = DEFAULT_PHONE_GUIDE) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
@@ -342,7 +362,7 @@ class TTS:
                     rate=frame_rate, temperature=temperature, top_k=top_k, top_p=top_p, duration_top_k=duration_top_k,
                     duration_temperature=duration_temperature, pace=pace, match_rate=match_rate,
                     seed=[seed + i + k * CANDIDATE_SEED_STRIDE for i, k in rows], text_cfg=text_cfg,
-                    **({"prompt_onsets": [prompt.onsets] * n} if prompt.onsets is not None else {}),
+                    **self._pointer_options(prompt, n, phone_guide),
                 )
             drawn = out.unbatch()
             scores = torch.zeros(count, 0)

@@ -289,3 +289,45 @@ def test_data_align_cli_adds_onsets_to_every_item(tmp_path, write_wav, capsys):
         onsets = cache.item(n).phone_onsets
         assert len(onsets) == len(data_spoken_positions(cache.item(n).phonemes, table.symbols))
         assert np.all(np.diff(onsets) > 0) and 0 <= onsets.min() and onsets.max() <= cache.item(n).frames
+
+
+def test_phone_guidance_keeps_codes_to_the_phones_around_the_pointer():
+    model = _biased(pointer_model(), eos=-5.0, advance=1)  # one phone per token
+    vocab = len(SYMBOLS)
+    table = torch.zeros(vocab, 64)
+    table[torch.arange(vocab), torch.arange(vocab)] = 1.0  # code c < 36 says phone c
+    table[0, vocab:] = 1.0  # the other codes say nothing a text holds
+    text = [SYMBOLS.index(f"p{k}") for k in (4, 9, 12, 5, 20, 7)]
+    out = model.generate(text, seed=3, phone_guide=table, phone_guide_weight=50.0, min_len_ratio=0.01)
+    codes = out.item(0)[0].tolist()
+    assert len(codes) >= len(text)
+    for n, code in enumerate(codes[: len(text)]):  # code n is drawn with the pointer at phone n
+        assert code in {text[k] for k in (n - 1, n, n + 1) if 0 <= k < len(text)}, (n, code)
+    free = model.generate(text, seed=3, min_len_ratio=0.01).item(0)[0].tolist()
+    assert any(c >= vocab for c in free)  # without guidance the model's own choices include silent codes
+    off = model.generate(text, seed=3, phone_guide=table, phone_guide_weight=0.0, min_len_ratio=0.01).item(0)[0].tolist()
+    assert off == free
+    with pytest.raises(ConfigError, match="phones x codes"):
+        model.generate(text, phone_guide=torch.zeros(5, 64))
+    with pytest.raises(ConfigError, match="phone-pointer"):
+        ARModel(tiny_config()).generate(text, phone_guide=table)
+
+
+def test_code_phone_table_is_each_codes_own_reading():
+    from tests.test_codec_model import tiny_codec
+
+    for overrides in ({}, {"phone_subframes": 2}):  # the 12.5 Hz reading, and the sub-frame reader
+        codec = tiny_codec(**overrides)
+        with torch.no_grad():
+            codec.asr_extractor.head.weight.mul_(20.0)
+            codec.semantic_decoder.proj_out.weight.normal_(std=0.5)
+        blank, phones = codec.asr_extractor.config.blank_id, len(codec.asr_extractor.config.symbols)
+        table = codec.code_phone_table(chunk=1000)
+        size = codec.fsq.codebook_size
+        assert table.shape == (phones, size)
+        torch.testing.assert_close(table.sum(dim=0), torch.ones(size))
+        assert float(table[blank].abs().max()) == 0.0
+        for code in (0, 17, size - 1):
+            logits, _ = codec.code_phone_logits(torch.tensor([[code]]), torch.tensor([[1]]))
+            logits[..., blank] = float("-inf")
+            assert int(table[:, code].argmax()) in set(logits[0].argmax(dim=-1).tolist())

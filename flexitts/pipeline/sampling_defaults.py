@@ -28,3 +28,6 @@ DEFAULT_CANDIDATES = 6
 # demo AR, weight 1 lowered the phone error rate alone (0.861 -> 0.812 on 20 sentences) but not on top of 8
 # candidates (0.773 -> 0.784), and WER moved within noise either way: off by default.
 DEFAULT_TEXT_CFG = 0.0
+# Phone-guided decoding weight (`ar.generate`'s `phone_guide_weight`) for a phone-pointer AR: each code's
+# log-probability gains weight * log(its own reading's mass on the phones around the pointer). 0: off.
+DEFAULT_PHONE_GUIDE = 1.0

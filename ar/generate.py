@@ -40,13 +40,15 @@ class ARGeneration:
     """Generated speech (the new part only, never the prompt), as a padded batch.
 
     `codes [B, G]` long (0 on padding), `durations [B, G]` long in 1..max_duration (0 on padding),
-    `lengths [B]` tokens per item, `ended_by_eos [B]` bool (False: stopped by the maximum length).
+    `lengths [B]` tokens per item, `ended_by_eos [B]` bool (False: stopped by the maximum length); with the phone
+    pointer also `progress [B, G]`: phones of the new text started by the end of each token (0 on padding).
     """
 
     codes: torch.Tensor
     durations: torch.Tensor
     lengths: torch.Tensor
     ended_by_eos: torch.Tensor
+    progress: torch.Tensor | None = None
 
     def item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes `[G_i]`, durations `[G_i]`) of one item, without padding."""
@@ -318,7 +320,8 @@ def generate(
         model.train(was_training)
     if text_cfg > 0:
         size = max(1, int(out.lengths[:batch].max()))
-        out = ARGeneration(out.codes[:batch, :size], out.durations[:batch, :size], out.lengths[:batch], out.ended_by_eos[:batch])
+        out = ARGeneration(out.codes[:batch, :size], out.durations[:batch, :size], out.lengths[:batch], out.ended_by_eos[:batch],
+                           None if out.progress is None else out.progress[:batch, :size])
     return out
 
 
@@ -414,6 +417,7 @@ def _loop(
         pointer_args = (spoken, spoken_lengths, prompt_progress[:, : codes.shape[1]])
         # The phone due when the new speech starts: every prompt phone has started (0 without a prompt).
         reached = prompt_progress.gather(1, (code_lengths - 1).clamp(min=0)[:, None]).squeeze(1) * (code_lengths > 0)
+        start_reached = reached.clone()  # the new text's first phone
         advance_values = torch.arange(cfg.max_advance + 1, device=device)
     embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate, *pointer_args)
     prefix_lengths = mask.sum(dim=1)
@@ -427,6 +431,7 @@ def _loop(
     longest = int(max_len.max())
     out_codes = torch.zeros(batch, longest, dtype=torch.long, device=device)
     out_durs = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    out_progress = torch.zeros(batch, longest, dtype=torch.long, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)
     ended_by_eos = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
@@ -461,6 +466,7 @@ def _loop(
                 if guided:
                     advance = torch.cat([advance, advance])
                 reached = reached + torch.where(active, advance, torch.zeros_like(advance))
+                out_progress[:, step - 1] = torch.where(active, reached - start_reached, out_progress[:, step - 1])
         covered = out_durs.sum(dim=1)  # frames of the new speech so far
         active = active & (step < max_len) & (covered < max_frames)
         if not bool(active.any()):
@@ -507,7 +513,8 @@ def _loop(
             state = model.run_backbone(all_embeds, all_mask, all_positions)[:, -1]
     size = max(1, int(lengths.max()))
     return ARGeneration(
-        codes=out_codes[:, :size].clone(), durations=out_durs[:, :size].clone(), lengths=lengths, ended_by_eos=ended_by_eos
+        codes=out_codes[:, :size].clone(), durations=out_durs[:, :size].clone(), lengths=lengths, ended_by_eos=ended_by_eos,
+        progress=out_progress[:, :size].clone() if phones is not None else None,
     )
 
 

@@ -255,6 +255,29 @@ class TTS:
         phones = [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]  # the phones the AR counts
         return phone_onsets(self.asr, wav, torch.tensor([wav.shape[-1]], device=wav.device), [phones])[0]
 
+    def _nar_phones(self, prompt: _Prompt, durations: list[torch.Tensor],
+                    texts: list[tuple[list[int], torch.Tensor | None]] | None) -> dict[str, torch.Tensor]:
+        """`Voicebox.sample`'s `phones` / `prompt_phones` for a phone-conditioned NAR: the new speech's phones placed
+        where the pointer AR started them, the reference's where its alignment put them; {} otherwise."""
+        from torch.nn.utils.rnn import pad_sequence
+
+        from ar.pointer import spoken_positions
+        from flexitts.data.phone_alignment import onsets_from_progress, phone_subframes
+
+        config = self.ar.config
+        if not getattr(self.nar.config, "num_phones", 0) or texts is None or any(r is None for _, r in texts) \
+                or prompt.onsets is None:
+            return {}
+        rows = []
+        for (ids, reached), d in zip(texts, durations):
+            phones = [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]
+            onsets = onsets_from_progress(d.cpu(), reached.cpu())
+            rows.append(torch.from_numpy(phone_subframes(phones[: len(onsets)], onsets, int(d.sum()))))
+        ref_ids = [prompt.phoneme_ids[i] for i in spoken_positions(prompt.phoneme_ids, config.symbols, config.pointer_skip)]
+        ref = torch.from_numpy(phone_subframes(ref_ids, prompt.onsets, int(prompt.durations.sum())))
+        return {"phones": pad_sequence(rows, batch_first=True).to(self.device),
+                "prompt_phones": ref[None].expand(len(rows), -1).to(self.device)}
+
     # ------------------------------------------------------------------ text
     def split_text(self, text: str, prompt: _Prompt, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> list[str]:
         """Chunks of at most about `chunk_seconds` of speech, with the reference's speaking rate (characters per
@@ -348,6 +371,7 @@ class TTS:
         report("ar", 0.15)
         generated: list[tuple[torch.Tensor, torch.Tensor]] = []
         choices: list[tuple[int, list[float]]] = []  # per chunk: (candidate rendered, every candidate's score)
+        progress_rows: list[torch.Tensor | None] = []  # per chunk: the phone pointer's progress (pointer AR only)
         per_batch = max(1, MAX_CHUNK_BATCH // candidates)
         for start in range(0, len(chunks), per_batch):
             count = min(per_batch, len(chunks) - start)  # chunks in this AR batch
@@ -365,6 +389,7 @@ class TTS:
                     **self._pointer_options(prompt, n, phone_guide),
                 )
             drawn = out.unbatch()
+            reached = [None if out.progress is None else out.progress[r, : int(out.lengths[r])] for r in range(n)]
             scores = torch.zeros(count, 0)
             if candidates > 1:
                 targets = [self._phone_ids(phonemes[i]) for i in range(start, start + count)]
@@ -374,6 +399,7 @@ class TTS:
             for j in range(count):
                 k = int(scores[j].argmin()) if candidates > 1 else 0
                 generated.append(drawn[j * candidates + k])
+                progress_rows.append(reached[j * candidates + k])
                 choices.append((k, scores[j].tolist()))
         lap("ar")
 
@@ -383,7 +409,8 @@ class TTS:
         for group in groups:
             report("nar", 0.3 + 0.6 * group[0] / len(chunks))
             audio = self._render([generated[i] for i in group], prompt, steps, cfg, rescale_cfg, sway, speed,
-                                 [seed + i for i in group], lap)
+                                 [seed + i for i in group], lap,
+                                 [(phoneme_ids[i], progress_rows[i]) for i in group])
             for i, wav in zip(group, audio):
                 codes, durations = generated[i]
                 results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav,
@@ -405,19 +432,23 @@ class TTS:
 
     def _render(self, items: list[tuple[torch.Tensor, torch.Tensor]], prompt: _Prompt, steps: int, cfg: float,
                 rescale_cfg: float, sway: float | None, speed: float, seeds: list[int],
-                lap: Callable[[str], None]) -> list[np.ndarray]:
-        """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item."""
+                lap: Callable[[str], None],
+                texts: list[tuple[list[int], torch.Tensor | None]] | None = None) -> list[np.ndarray]:
+        """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item. `texts`
+        (each item's phoneme ids and the pointer AR's progress) feed a phone-conditioned NAR."""
         from torch.nn.utils.rnn import pad_sequence
 
         n = len(items)
         codes = pad_sequence([c for c, _ in items], batch_first=True).to(self.device)
-        durations = pad_sequence([scale_durations(d, speed) for _, d in items], batch_first=True).to(self.device)
+        scaled = [scale_durations(d, speed) for _, d in items]
+        durations = pad_sequence(scaled, batch_first=True).to(self.device)
+        phones = self._nar_phones(prompt, scaled, texts)
         with torch.no_grad():
             with autocast(self.precision, self.device):  # the vocoder stays in float32
                 mel, lengths = self.nar.sample(
                     codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
                     prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
-                    steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway,
+                    steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway, **phones,
                 )
             mel = mel.float()
             lap("nar")

@@ -48,6 +48,11 @@ class VoiceboxConfig:
     # --- code encoder and mel prior (nar/code_prior.py); 0 layers: codes enter through their embedding alone ---
     code_encoder_layers: int = 0
     prior_loss_weight: float = 0.0  # weight of the L1 loss between the prior mel and the target mel
+    # --- phones (nar/phones.py): the text's phones aligned at 25 Hz (two per 12.5 Hz frame) added to the code
+    # encoder's input, as Voicebox conditions on aligned phones; 0 phones: off. Needs the code encoder.
+    num_phones: int = 0
+    phone_rank: int = 32  # width of the phone embedding (the demo bundle counts its bytes)
+    phone_drop_prob: float = 0.3  # share of training items without phones, so codes alone still work
 
     def __post_init__(self) -> None:
         self.mel = MelConfig.from_any(self.mel)
@@ -66,6 +71,10 @@ class VoiceboxConfig:
             raise ConfigError(f"prompt_range must be [low, high] with 0 <= low <= high < 1, got {self.prompt_range}")
         if self.code_encoder_layers < 0 or self.prior_loss_weight < 0:
             raise ConfigError("code_encoder_layers and prior_loss_weight must be >= 0")
+        if self.num_phones and not self.code_encoder_layers:
+            raise ConfigError("num_phones (phone conditioning) needs a code encoder: set code_encoder_layers >= 1")
+        if self.num_phones < 0 or self.phone_rank < 1 or not 0.0 <= self.phone_drop_prob <= 1.0:
+            raise ConfigError("num_phones must be >= 0, phone_rank >= 1 and phone_drop_prob in [0, 1]")
         if self.prior_loss_weight > 0 and not self.code_encoder_layers:
             raise ConfigError("prior_loss_weight needs a code encoder: set code_encoder_layers >= 1")
         if not 0.0 <= self.cond_drop_prob < 1.0 or self.sigma < 0 or self.num_layers < 1:

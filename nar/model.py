@@ -25,6 +25,7 @@ from codec.framing import length_mask
 from nar.config import VoiceboxConfig
 from nar.code_prior import CodePrior
 from nar.mel import MelSpectrogram
+from nar.phones import SUBFRAMES, PhoneEmbedding
 from nar.sampling import concat_padded, guided_velocity, item_noise, slice_padded, time_grid
 from nar.transformer import AdaLNTransformer, sinusoidal_embedding
 
@@ -67,6 +68,7 @@ class Voicebox(nn.Module, PretrainedMixin):
         self.code_embed = CodeEmbedding(c)
         self.code_prior = (CodePrior(c.dim, m, c.mel.frames_per_base, c.code_encoder_layers)
                            if c.code_encoder_layers else None)
+        self.phone_embed = PhoneEmbedding(c) if c.num_phones else None
         self.in_proj = nn.Linear(2 * m + 1, c.dim)  # [x_t, context mel, context flag]
         self.time_mlp = nn.Sequential(nn.Linear(c.time_embed_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.transformer = AdaLNTransformer(c.dim, c.num_layers, c.num_heads, c.ffn_dim, c.dropout,
@@ -88,23 +90,30 @@ class Voicebox(nn.Module, PretrainedMixin):
             ids = F.pad(ids, (0, max(0, frames - ids.shape[1])))[:, :frames]
         return ids
 
-    def condition(self, code_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def condition(self, code_ids: torch.Tensor, mask: torch.Tensor,
+                  phone_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-frame code condition `[B, F, D]` and, with a code encoder, the prior mel `[B, F, M]` (else None).
 
         Args:
             code_ids: `[B, F]` code of each frame (constant over each base frame's `frames_per_base` frames).
             mask: `[B, F]` valid frames.
+            phone_ids: `[B, 2 * F / frames_per_base]` aligned phones at 25 Hz (0: none), for a model with
+                `num_phones`; None: codes alone.
         """
         if self.code_prior is None:
             return self.code_embed(code_ids), None
         fpb, frames = self.config.mel.frames_per_base, code_ids.shape[1]
         base_mask = mask[:, ::fpb]
-        cond, prior = self.code_prior(self.code_embed(code_ids[:, ::fpb]), base_mask)
+        embeddings = self.code_embed(code_ids[:, ::fpb])
+        if self.phone_embed is not None and phone_ids is not None:
+            embeddings = embeddings + self.phone_embed(phone_ids.to(embeddings.device).long(), embeddings.shape[1])
+        cond, prior = self.code_prior(embeddings, base_mask)
         return cond[:, :frames], prior[:, :frames]
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, code_ids: torch.Tensor, code_keep: torch.Tensor,
                 context: torch.Tensor, context_mask: torch.Tensor, lengths: torch.Tensor,
                 return_prior: bool = False, code_cond: torch.Tensor | None = None,
+                phone_ids: torch.Tensor | None = None,
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Velocity `[B, F, M]` (and the prior mel `[B, F, M]` or None with `return_prior`).
 
@@ -115,12 +124,13 @@ class Voicebox(nn.Module, PretrainedMixin):
             lengths: `[B]` valid frames.
             code_cond: the `condition(code_ids, mask)` already computed (`[B, F, D]`): it depends on neither
                 `x_t` nor `t`, so an ODE solver computes it once (the prior is then not returned).
+            phone_ids: `[B, 2F / frames_per_base]` aligned phones (see `condition`), or None.
         """
         mask = length_mask(lengths, x_t.shape[1])
         ctx_mask = context_mask & mask
         ctx = context * ctx_mask[..., None].to(context.dtype)
         h = self.in_proj(torch.cat([x_t, ctx, ctx_mask[..., None].to(x_t.dtype)], dim=-1))
-        cond, prior = self.condition(code_ids, mask) if code_cond is None else (code_cond, None)
+        cond, prior = self.condition(code_ids, mask, phone_ids) if code_cond is None else (code_cond, None)
         h = h + cond * code_keep[:, None, None].to(h.dtype)
         h = h * mask[..., None].to(h.dtype)
         time_emb = self.time_mlp(sinusoidal_embedding(t, self.config.time_embed_dim).to(h.dtype))
@@ -149,7 +159,8 @@ class Voicebox(nn.Module, PretrainedMixin):
         Args:
             batch: `mel [B, F, M]` (normalised, as `MelSpectrogram` gives) and `mel_lengths [B]` (or `wav [B, S]`
                 with `wav_lengths [B]`, turned into mel here), `codes [B, G]`, `durations [B, G]` (12.5 Hz frames
-                per code, 0 on padding; `4 * sum == mel_lengths`). Other keys (e.g. `step`) are ignored.
+                per code, 0 on padding; `4 * sum == mel_lengths`); optionally `phones [B, 2 * sum(durations)]`
+                (aligned phone ids at 25 Hz, for a model with `num_phones`). Other keys (e.g. `step`) are ignored.
         Returns:
             `loss` and its detached copy `flow`; `context` (share of valid frames given as context).
         """
@@ -178,8 +189,13 @@ class Voicebox(nn.Module, PretrainedMixin):
 
         keep = torch.rand(batch_size, device=device) >= c.cond_drop_prob  # False: unconditional item
         ctx_mask = self._context_spans(lengths)[:, :frames] & keep[:, None] & mask
+        phones = batch.get("phones") if self.phone_embed is not None else None
+        if phones is not None:  # some items train without phones, so codes alone still work
+            phones = phones.to(device).long()
+            with_phones = torch.rand(batch_size, device=device) >= c.phone_drop_prob
+            phones = phones * with_phones[:, None]
         pred, prior = self(x_t * mask[..., None].to(x1.dtype), t, code_ids, keep, x1, ctx_mask, lengths,
-                           return_prior=True)
+                           return_prior=True, phone_ids=phones)
 
         loss_mask = (mask & ~ctx_mask)[..., None].to(pred.dtype)
         err = (pred - target).abs() if c.loss == "l1" else (pred - target) ** 2
@@ -211,6 +227,8 @@ class Voicebox(nn.Module, PretrainedMixin):
         sway: float | None = None,
         code_lengths: torch.Tensor | None = None,
         prompt_lengths: torch.Tensor | None = None,
+        phones: torch.Tensor | None = None,
+        prompt_phones: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of new speech for `codes`, in the voice of the prompt.
 
@@ -228,6 +246,9 @@ class Voicebox(nn.Module, PretrainedMixin):
             sway: sway-sampling coefficient for the time grid (F5-TTS; e.g. -1), None for uniform steps.
             code_lengths: `[B]` valid codes per item (default: those with duration > 0).
             prompt_lengths: `[B]` valid prompt mel frames (default: `frames_per_base * sum(prompt_durations)`).
+            phones, prompt_phones: for a model with `num_phones`, the aligned phone ids at 25 Hz of the new speech
+                (`[B, 2 * sum(durations)]`) and of the prompt (`[B, 2 * sum(prompt_durations)]`); either may be
+                None (no phones there).
         Returns:
             (`[B, F, M]` mel of the new speech only, zero past each item's end; `[B]` its frame counts).
         """
@@ -284,7 +305,17 @@ class Voicebox(nn.Module, PretrainedMixin):
         grid = time_grid(steps, sway, device)
         keep = torch.ones(batch, dtype=torch.bool, device=device)
         guided = cfg != 0
-        cond, _ = self.condition(code_ids, mask)  # the same at every step
+        phone_ids = None
+        if self.phone_embed is not None and (phones is not None or prompt_phones is not None):
+            sub = SUBFRAMES
+            target_ph = torch.zeros(batch, sub * int(target_len.max()) // fpb, dtype=torch.long, device=device) if phones is None \
+                else phones.to(device).long().reshape(batch, -1)
+            prompt_ph = torch.zeros(batch, sub * int(prompt_len.max()) // fpb, dtype=torch.long, device=device) \
+                if prompt_phones is None or prompt_mel is None else prompt_phones.to(device).long().reshape(batch, -1)
+            if target_ph.shape[1] < sub * int(target_len.max()) // fpb or prompt_ph.shape[1] < sub * int(prompt_len.max()) // fpb:
+                raise ConfigError("phones need 2 ids per 12.5 Hz frame: [B, 2 * sum(durations)] (and the same for the prompt)")
+            phone_ids, _ = concat_padded(prompt_ph, prompt_len // fpb * sub, target_ph, target_len // fpb * sub)
+        cond, _ = self.condition(code_ids, mask, phone_ids)  # the same at every step
         if guided:  # conditional and unconditional passes in one batch
             cond2, keep2 = torch.cat([cond, cond]), torch.cat([keep, ~keep])
             code_ids2 = torch.cat([code_ids, code_ids])

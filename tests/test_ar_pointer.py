@@ -199,13 +199,15 @@ def test_eos_waits_until_every_phone_has_started():
     eager = _biased(pointer_model(), eos=40.0, advance=1)
     out = eager.generate(text, seed=0, min_len_ratio=0.01)
     assert int(out.lengths[0]) == 5 and bool(out.ended_by_eos[0])  # one phone per token, then EOS
+    assert out.progress[0].tolist() == [1, 2, 3, 4, 5]
+    assert ARModel(tiny_config()).generate(text, seed=0).progress is None  # no pointer, no progress
     two = _biased(pointer_model(), eos=40.0, advance=2)
     assert int(two.generate(text, seed=0, min_len_ratio=0.01).lengths[0]) == 3  # 2 + 2 + 1 (never past the end)
     # A prompt's phones have all started: the new text's 5 still take 5 tokens.
     prompt = [SYMBOLS.index(s) for s in ["p9", "p10", "p11"]]
     out = eager.generate(text, prompt_codes=[1, 2, 3, 4], prompt_durations=[1, 2, 1, 2], prompt_phonemes=prompt,
                          prompt_onsets=[0.0, 2.0, 4.5], seed=0, min_len_ratio=0.01)
-    assert int(out.lengths[0]) == 5
+    assert int(out.lengths[0]) == 5 and out.progress[0].tolist() == [1, 2, 3, 4, 5]  # counted from the new text
 
 
 def test_pointer_generation_batches_caches_and_guides_consistently():

@@ -103,6 +103,32 @@ def test_nar_benchmark_reports_rtf_similarity_and_stoi(tts, manifest, tmp_path):
     assert {c["name"] for c in saved["checks"]} >= {"copy-synthesis STOI", "NAR similarity to the prompt (15 steps, cfg 2)"}
 
 
+def test_nar_benchmark_gives_a_phone_nar_the_aligned_phones(tts, manifest, tmp_path):
+    import dataclasses
+
+    from flexitts import TTS
+    from flexitts.benchmarks.nar import load_cases, run_nar_benchmark
+    from flexitts.errors import ConfigError
+    from flexitts.training.nar import grown_state
+    from nar import Voicebox
+
+    cases, _ = load_cases(manifest, limit=1, speaker_prefix="mb-")
+    options = dict(steps=[1], cfgs=[2.0], sway_row=None, wer=False, similarity=False, threads=1)
+    with pytest.raises(ConfigError, match="phone-conditioned"):
+        run_nar_benchmark(tts, cases, tmp_path / "plain", aligned_phones=True, **options)
+    nar = Voicebox(dataclasses.replace(tts.nar.config, num_phones=len(tts.table.symbols), code_encoder_layers=1))
+    nar.load_state_dict(grown_state(nar, tts.nar.state_dict()))
+    seen = []
+    original = nar.sample
+    nar.sample = lambda *a, **k: seen.append(k) or original(*a, **k)
+    phoned = TTS(tts.codec, tts.ar, nar, tts.vocoder, tts.asr, device="cpu")
+    result = run_nar_benchmark(phoned, cases, tmp_path / "phones", aligned_phones=True, **options)
+    assert result["settings"]["aligned_phones"] and "The NAR also gets phones" in (tmp_path / "phones.md").read_text()
+    frames = result["per_utterance"][0]["tokens"]  # tokens, and below 2 phone ids per base frame
+    assert seen and all(k["phones"].shape[0] == 1 and k["phones"].shape[1] % 2 == 0 for k in seen)
+    assert int((seen[-1]["phones"] > 0).sum()) > 0 and frames > 0
+
+
 def test_bench_nar_cli_with_wer(bundle, manifest, tmp_path, capsys):
     from flexitts.cli.main import main
 

@@ -247,7 +247,22 @@ def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
                          "pointer_skip": pointer_skip_symbols(symbols)})
     ar = ARModel(config)
     ar.load_state_dict(init_state_for(ar, tts.ar.state_dict(), "the tiny AR"))
-    pointed = TTS(tts.codec, ar, tts.nar, tts.vocoder, tts.asr, device="cpu")
+    from nar import Voicebox
+    from flexitts.training.nar import grown_state
+
+    nar = Voicebox(dataclasses.replace(tts.nar.config, num_phones=len(symbols), code_encoder_layers=1))
+    nar.load_state_dict(grown_state(nar, tts.nar.state_dict()))
+    with torch.no_grad():  # make the phones matter
+        nar.phone_embed.proj.weight.normal_(std=0.5)
+    pointed = TTS(tts.codec, ar, nar, tts.vocoder, tts.asr, device="cpu")
+    seen = {}
+    original = nar.sample
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    nar.sample = spy
     for ref_text in (REF_TEXT, None):  # from the transcript, and from the recogniser
         prompt = pointed.encode_reference(real_speech_16k, ref_text, frame_rate=8.3)
         phones = spoken_positions(prompt.phoneme_ids, symbols, config.pointer_skip)
@@ -255,4 +270,10 @@ def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
         assert np.all(np.diff(prompt.onsets) > 0) and prompt.onsets[-1] <= int(prompt.durations.sum()) + 1
     wav, _, info = pointed.synthesize("Hello there.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1, candidates=2)
     assert len(wav) > 0 and len(info.codes) >= 1
+    # The NAR got the new speech's phones where the AR's pointer started them, and the reference's.
+    phones, prompt_phones = seen["phones"], seen["prompt_phones"]
+    assert phones.shape == (1, 2 * int(info.durations.sum())) and prompt_phones.shape[1] == 2 * int(prompt.durations.sum())
+    said = torch.unique_consecutive(phones[0][phones[0] > 0]).tolist()
+    text_phones = [i for i in pointed.table.encode(info.phonemes) if i in set(said)]
+    assert said and set(said) <= set(text_phones)
     assert tts.encode_reference(real_speech_16k, REF_TEXT).onsets is None  # no pointer, no alignment work

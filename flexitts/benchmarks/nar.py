@@ -56,6 +56,30 @@ class NarCase:
 
 
 # ---------------------------------------------------------------- data
+def _aligned_phones(tts: Any, case: NarCase, durations: Any, prompt_durations: Any) -> dict[str, Any]:
+    """`Voicebox.sample`'s `phones` (the target transcript, forced-aligned) and `prompt_phones` (greedy CTC) of one
+    case, `[1, 2 * frames]` each."""
+    import torch
+
+    from ar.pointer import spoken_positions
+    from flexitts.data.phone_alignment import greedy_onsets, phone_onsets, phone_subframes, pointer_skip_symbols
+    from flexitts.errors import ConfigError
+    from flexitts.text import phonemize
+
+    if not getattr(tts.nar.config, "num_phones", 0) or getattr(tts, "asr", None) is None:
+        raise ConfigError("--phones needs a phone-conditioned NAR (num_phones) and the bundle's CTC recogniser")
+    asr, table = tts.asr, tts.table
+    ids = table.encode(phonemize(case.target.text))
+    ids = [ids[i] for i in spoken_positions(ids, list(table.symbols), pointer_skip_symbols(table.symbols))]
+    wav = case.target.wav[None].to(tts.device)
+    onsets = phone_onsets(asr, wav, torch.tensor([wav.shape[-1]], device=tts.device), [ids])[0]
+    log_probs, _, lengths = asr(case.prompt.wav[None].to(tts.device))
+    p_ids, p_frames = greedy_onsets(log_probs[0, : int(lengths[0])], asr.config.blank_id)
+    p_onsets = p_frames / (float(asr.config.frame_rate) / 12.5)
+    return {"phones": torch.from_numpy(phone_subframes(ids, onsets, int(durations.sum())))[None].to(tts.device),
+            "prompt_phones": torch.from_numpy(phone_subframes(p_ids, p_onsets, int(prompt_durations.sum())))[None].to(tts.device)}
+
+
 def load_cases(manifest: str | os.PathLike, limit: int | None = None, speaker_prefix: str | None = None,
                prompt_seconds: float = DEFAULT_PROMPT_SECONDS, sample_rate: int = 16000) -> tuple[list[NarCase], int]:
     """The first `limit` utterances of `manifest` (speakers starting with `speaker_prefix` when given) whose
@@ -119,7 +143,8 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                       sway_row: tuple[int, float, float] | None = SWAY_ROW, rescale_cfg: float = 0.75,
                       wer: bool = True, similarity: bool = True, phones: bool = True, threads: int | None = None,
                       seed: int = 0, merging_threshold: float | None = None,
-                      info: dict[str, Any] | None = None, progress: Progress = None) -> dict[str, Any]:
+                      info: dict[str, Any] | None = None, progress: Progress = None,
+                      aligned_phones: bool = False) -> dict[str, Any]:
     """Benchmark the NAR and the vocoder of `tts` (a `flexitts.TTS`: its codec, nar, vocoder and mel) on `cases`.
 
     Args:
@@ -190,10 +215,11 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             if int(p_frames[0]) != fpb * int(p_durs.sum()):
                 raise DataError(f"prompt of {case.target.id}: {int(p_frames[0])} mel frames but its tokens cover "
                                 f"{int(p_durs.sum())} base frames")
-            prepared.append((codes, durations, p_codes, p_durs, p_mel))
+            phones = _aligned_phones(tts, case, durations, p_durs) if aligned_phones else {}
+            prepared.append((codes, durations, p_codes, p_durs, p_mel, phones))
 
         def render(k: int, n_steps: int, cfg: float, sway: float | None) -> tuple[torch.Tensor, float, float]:
-            codes, durations, p_codes, p_durs, p_mel = prepared[k]
+            codes, durations, p_codes, p_durs, p_mel, phones = prepared[k]
             with mem_nar.measure():
                 sync()
                 t0 = time.perf_counter()
@@ -201,7 +227,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                     mel, lengths = nar.sample(codes[None], durations[None], prompt_mel=p_mel,
                                               prompt_codes=p_codes[None], prompt_durations=p_durs[None],
                                               steps=n_steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seed + k,
-                                              sway=sway)
+                                              sway=sway, **phones)
                 mel = mel.float()
                 sync()
                 t_nar = time.perf_counter() - t0
@@ -307,7 +333,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                    "codec_default_threshold": float(codec.config.default_threshold),
                    "mel": {"sample_rate": sr, "hop_length": hop, "n_mels": int(mel_cfg.n_mels)}},
         "settings": {"rescale_cfg": rescale_cfg, "seed": seed, "wer": bool(recognizer), "similarity": bool(speaker_sim),
-                     "per": bool(reader),
+                     "per": bool(reader), "aligned_phones": aligned_phones,
                      "warmup": "one untimed 1-step NAR call, vocoder and copy-synthesis of the first utterance",
                      "stoi": "pystoi, classic, output against the original (aligned: ground-truth durations)",
                      "similarity_to": "the prompt audio (resemblyzer cosine)",
@@ -437,7 +463,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         + f"; speakers {', '.join(d['speakers'])}. Ground-truth codes and durations from the codec at "
           + ("its default threshold" if m['codec_threshold'] == m.get('codec_default_threshold', m['codec_threshold'])
              else "merging threshold") + f" {m['codec_threshold']:g} ({d.get('frame_rate_hz', float('nan')):.2f} tokens/s); prompt: the first {d['prompt_seconds_mean']:.2f} s (mean; whole "
-          "80 ms frames) of another utterance of the same speaker.",
+          "80 ms frames) of another utterance of the same speaker."
+          + (" The NAR also gets phones: the target's transcript aligned by CTC forced alignment, the prompt's read "
+             "by greedy CTC (the bundle's recogniser)." if s.get("aligned_phones") else ""),
         f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
         "Timings are wall-clock and depend on machine load.", "",
@@ -487,6 +515,8 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-wer", action="store_true", help="skip pocketsphinx WER (much faster)")
     parser.add_argument("--no-similarity", action="store_true", help="skip resemblyzer similarity")
     parser.add_argument("--no-per", action="store_true", help="skip the recogniser's phone error rate against the original")
+    parser.add_argument("--phones", action="store_true", help="also give a phone-conditioned NAR the target's transcript "
+                        "phones (CTC forced alignment) and the prompt's (greedy CTC)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (utterance i uses seed + i)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="merging threshold of the ground-truth codes (1 = unmerged 12.5 Hz; default: the codec's)")
@@ -528,7 +558,7 @@ def run_cli(args: argparse.Namespace) -> int:
     result = run_nar_benchmark(tts, cases, args.out, steps=args.steps, cfgs=args.cfg,
                                sway_row=None if args.no_sway else SWAY_ROW, wer=not args.no_wer,
                                similarity=not args.no_similarity, phones=not args.no_per, threads=args.threads, seed=args.seed,
-                               merging_threshold=args.threshold, info=info,
+                               merging_threshold=args.threshold, info=info, aligned_phones=args.phones,
                                progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     json_path, md_path = report_paths(args.out)
     shown = next((r for r in result["rows"] if r["steps"] == 15 and r["cfg"] == 2.0), result["rows"][0])

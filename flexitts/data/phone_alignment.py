@@ -56,6 +56,16 @@ def ctc_onsets(log_probs: torch.Tensor, targets: Sequence[int], blank: int = 0) 
     return starts.astype(np.float32)
 
 
+def greedy_onsets(log_probs: torch.Tensor, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Phones and their onsets (frames) read by greedy CTC, for audio without a transcript (a prompt cut from a
+    longer utterance): `log_probs [T, V]` -> (`ids [N]`, `onsets [N]`), each emitted phone starting at its first
+    frame."""
+    best = log_probs.argmax(dim=-1).cpu().numpy()
+    previous = np.concatenate([[blank], best[:-1]])
+    starts = np.flatnonzero((best != blank) & (best != previous))
+    return best[starts].astype(np.int64), starts.astype(np.float32)
+
+
 @torch.no_grad()
 def phone_onsets(recognizer: torch.nn.Module, wav: torch.Tensor, wav_lengths: torch.Tensor,
                  phone_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -70,3 +80,29 @@ def phone_onsets(recognizer: torch.nn.Module, wav: torch.Tensor, wav_lengths: to
 def token_progress(durations: np.ndarray | torch.Tensor, onsets: np.ndarray | torch.Tensor) -> np.ndarray:
     """Phones started by the end of each token (`ar.pointer.token_progress`) as a numpy `[G]` int64 array."""
     return pointer.token_progress(torch.as_tensor(np.asarray(durations)), torch.as_tensor(np.asarray(onsets))).numpy()
+
+
+def phone_subframes(phone_ids: Sequence[int] | np.ndarray, onsets: np.ndarray | torch.Tensor, frames: int) -> np.ndarray:
+    """The phone being spoken at each 25 Hz sub-frame (two per base frame) of `frames` base frames: the last phone
+    whose onset (base frames) is at or before the sub-frame's start; 0 before the first. `[2 * frames]` int64, what
+    a phone-conditioned NAR reads (`nar/phones.py`)."""
+    ids = np.asarray(phone_ids, dtype=np.int64)
+    times = np.arange(2 * frames, dtype=np.float64) / 2
+    index = np.searchsorted(np.asarray(onsets, dtype=np.float64), times, side="right") - 1
+    return np.where(index >= 0, ids[np.clip(index, 0, max(0, len(ids) - 1))] if len(ids) else 0, 0).astype(np.int64)
+
+
+def onsets_from_progress(durations: np.ndarray | torch.Tensor, progress: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Phone onsets (base frames) implied by generated tokens: `durations [G]` and `progress [G]` (phones started by
+    each token's end, `ARGeneration.progress`) -> `[progress[-1]]`; the phones a token starts share its frames
+    evenly, in order."""
+    d = np.asarray(durations, dtype=np.float64)
+    reached = np.asarray(progress, dtype=np.int64)
+    if len(reached) == 0 or reached[-1] <= 0:
+        return np.zeros(0, dtype=np.float32)
+    before = np.concatenate([[0], reached[:-1]])
+    starts = np.cumsum(d) - d
+    phones = np.arange(int(reached[-1]))
+    token = np.searchsorted(reached, phones, side="right")  # the token in which each phone starts
+    share = (phones - before[token]) / np.maximum(1, reached[token] - before[token])
+    return (starts[token] + share * d[token]).astype(np.float32)

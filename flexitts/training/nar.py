@@ -23,7 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from flexitts.data.phone_alignment import phone_subframes, spoken_positions
 from flexitts.data.token_cache import TokenCache
+from flexitts.text import PhonemeTable
 from flexitts.errors import ConfigError, DataError
 from flexitts.training.config import RunConfig
 from flexitts.training.loop import Trainer, TrainResult, seed_everything
@@ -36,17 +38,20 @@ DATA_KEYS = {"train", "valid", "settings", "max_seconds", "max_items", "valid_li
 
 
 class NARDataset:
-    """Token-cache utterances with their audio: `dataset[i]` -> dict of int16 `wav [S]`, `codes [G]`, `durations [G]`.
+    """Token-cache utterances with their audio: `dataset[i]` -> dict of int16 `wav [S]`, `codes [G]`, `durations [G]`
+    and, with `phones`, the aligned phone ids `phones [2 * sum(durations)]` (`phone_subframes`).
 
     Audio is loaded once at `mel.sample_rate` and kept as int16; each utterance is trimmed or zero-padded so that
     its mel has exactly `frames_per_base * frames` frames (`frames` = the cache's 12.5 Hz count).
     """
 
     def __init__(self, cache: TokenCache, mel: MelConfig, settings: Sequence[str] | None = None,
-                 max_seconds: float = 12.0, limit: int | None = None):
+                 max_seconds: float = 12.0, limit: int | None = None, phones: bool = False):
         from flexitts.audio import load_audio
 
-        self.cache, self.mel = cache, mel
+        if phones and not cache.aligned:
+            raise DataError(f"a phone-conditioned NAR needs phone onsets in '{cache.root}': run `flexitts data align --cache {cache.root}`")
+        self.cache, self.mel, self.phones = cache, mel, phones
         chosen = list(settings) if settings else list(cache.settings)
         missing = sorted(set(chosen) - set(cache.settings))
         if missing or not chosen:
@@ -85,6 +90,11 @@ class NARDataset:
             raise DataError(f"token cache item '{item.id}' ({setting}): durations do not cover its {item.frames} frames")
         wav = self.audio[i]
         base = self.mel.base_samples
+        phones = None
+        if self.phones:
+            symbols = PhonemeTable.default().symbols
+            spoken = item.phonemes[spoken_positions(item.phonemes, symbols)]
+            phones = phone_subframes(spoken, item.phone_onsets, item.frames)
         if item.frames > self.max_frames:
             # A random window of whole tokens, at most max_frames long: it starts on a token from which a full
             # max_frames window still fits (token 0 always does), and takes every token that fits after it.
@@ -95,16 +105,22 @@ class NARDataset:
             fits = ends - starts[first] <= self.max_frames
             last = max(first, int(np.nonzero(fits)[0].max()))
             codes, durations = codes[first : last + 1], durations[first : last + 1]
+            if phones is not None:
+                phones = phones[2 * int(starts[first]) : 2 * int(ends[last])]
             lo, hi = int(starts[first]) * base, int(ends[last]) * base
             wav = wav[lo : min(hi, len(wav))]
             frames = int(durations.sum())
             if len(wav) < (frames - 1) * base + 1:
                 wav = np.pad(wav, (0, (frames - 1) * base + 1 - len(wav)))
-        return {"wav": wav, "codes": codes, "durations": durations}
+        example = {"wav": wav, "codes": codes, "durations": durations}
+        if phones is not None:
+            example["phones"] = phones
+        return example
 
 
 def collate_nar(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Pad examples into `wav [B, S]` (float in [-1, 1]), `wav_lengths [B]`, `codes [B, G]`, `durations [B, G]`."""
+    """Pad examples into `wav [B, S]` (float in [-1, 1]), `wav_lengths [B]`, `codes [B, G]`, `durations [B, G]`
+    (and `phones [B, 2 * max frames]` when the examples have them)."""
     wav_lengths = torch.tensor([len(x["wav"]) for x in items])
     token_counts = [len(x["codes"]) for x in items]
     wav = torch.zeros(len(items), int(wav_lengths.max()))
@@ -114,7 +130,12 @@ def collate_nar(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tenso
         wav[row, : len(x["wav"])] = torch.from_numpy(x["wav"].astype(np.float32) / 32768.0)
         codes[row, : len(x["codes"])] = torch.from_numpy(x["codes"])
         durations[row, : len(x["durations"])] = torch.from_numpy(x["durations"])
-    return {"wav": wav, "wav_lengths": wav_lengths, "codes": codes, "durations": durations}
+    batch = {"wav": wav, "wav_lengths": wav_lengths, "codes": codes, "durations": durations}
+    if "phones" in items[0]:
+        batch["phones"] = torch.zeros(len(items), 2 * int(durations.sum(1).max()), dtype=torch.long)
+        for row, x in enumerate(items):
+            batch["phones"][row, : len(x["phones"])] = torch.from_numpy(x["phones"])
+    return batch
 
 
 def validation_loss(model: Voicebox, dataset: NARDataset, max_units: int, seed: int = 0) -> float:
@@ -162,11 +183,14 @@ def train_nar(
     config = run.model_config(VoiceboxConfig)
     max_seconds = float(run.data.get("max_seconds", 12.0))
     settings = run.data.get("settings")
-    train_set = NARDataset(cache, config.mel, settings, max_seconds, run.data.get("max_items"))
+    phones = bool(config.num_phones)
+    if phones and config.num_phones < len(PhonemeTable.default().symbols):
+        raise ConfigError(f"model.num_phones must cover the phoneme table ({len(PhonemeTable.default().symbols)} symbols)")
+    train_set = NARDataset(cache, config.mel, settings, max_seconds, run.data.get("max_items"), phones)
     valid_set = None
     if run.data.get("valid"):
         valid_set = NARDataset(TokenCache(run.resolve(run.data["valid"])), config.mel, settings, max_seconds,
-                               int(run.data.get("valid_limit", 64)))
+                               int(run.data.get("valid_limit", 64)), phones)
 
     seed_everything(run.training.seed)
     model = Voicebox(config)

@@ -13,12 +13,15 @@
             then flexitts data align --cache runs/tokens_sub (and runs/tokens_sub_valid): phone onsets (~2 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 150 min)
             then flexitts train ar --config configs/ar_demo_subphone.yaml (from runs/ar_phone, 80 min)
+            then flexitts train ar --config configs/ar_demo_pointer.yaml (from runs/ar_sub: the phone pointer, 90 min)
     nar     flexitts train nar --config configs/nar_demo.yaml                       (budget 40 min)
             then flexitts train nar --config configs/nar_demo_prior.yaml --init runs/nar_demo/model
             (adds the code encoder and its mel prior loss, 100 min)
             then flexitts train nar --config configs/nar_demo_phone.yaml --init runs/nar_prior/model
             and flexitts train nar --config configs/nar_demo_subphone.yaml --init runs/nar_phone/model
             (continue it, 140 + 80 min)
+            then flexitts train nar --config configs/nar_demo_phones.yaml --init runs/nar_sub/model
+            (adds phone conditioning, 80 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
@@ -49,15 +52,17 @@ BIG_HOURS = 10.0
 TOKENS = "runs/tokens_sub"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_sub", "nar": "runs/nar_sub",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_phones",
           "vocoder": "runs/vocoder_refine"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
 RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo"),
                   ("codec_demo_subphone", "runs/codec_subphone", "runs/codec_phone")],
-        "ar": [("ar_demo", "runs/ar_phone", None), ("ar_demo_subphone", "runs/ar_sub", "runs/ar_phone")],
+        "ar": [("ar_demo", "runs/ar_phone", None), ("ar_demo_subphone", "runs/ar_sub", "runs/ar_phone"),
+               ("ar_demo_pointer", "runs/ar_ptr", "runs/ar_sub")],
         "nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo"),
                 ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior"),
-                ("nar_demo_subphone", "runs/nar_sub", "runs/nar_phone")],
+                ("nar_demo_subphone", "runs/nar_sub", "runs/nar_phone"),
+                ("nar_demo_phones", "runs/nar_phones", "runs/nar_sub")],
         "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
                     ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo"),
                     ("vocoder_demo_refine", "runs/vocoder_refine", "runs/vocoder_demo_polish")]}

@@ -29,5 +29,7 @@ DEFAULT_CANDIDATES = 6
 # candidates (0.773 -> 0.784), and WER moved within noise either way: off by default.
 DEFAULT_TEXT_CFG = 0.0
 # Phone-guided decoding weight (`ar.generate`'s `phone_guide_weight`) for a phone-pointer AR: each code's
-# log-probability gains weight * log(its own reading's mass on the phones around the pointer). 0: off.
+# log-probability gains weight * log(its own reading's mass on the phones around the pointer). 0: off. On 20 test
+# sentences (mb-us1 reference, pointer AR after 700 steps) weight 1 took WER from 0.935 (off, step 500) to 0.844 and
+# PER from 0.698 to 0.644; weight 3 gave 0.835 / 0.641, within noise of 1.
 DEFAULT_PHONE_GUIDE = 1.0

@@ -17,6 +17,7 @@ where to stop, but a model whose EOS comes early (or never) cannot speak at twic
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -334,7 +335,7 @@ def _pointer_inputs(model: "ARModel", texts: list[torch.Tensor], ref_ph: list[to
     if prompt_onsets is None:
         onset_rows: list[Any] = [None] * batch
     elif getattr(prompt_onsets, "ndim", None) == 1 or (
-            isinstance(prompt_onsets, (list, tuple)) and all(isinstance(v, (int, float)) for v in prompt_onsets)):
+            isinstance(prompt_onsets, (list, tuple)) and all(isinstance(v, numbers.Real) for v in prompt_onsets)):
         onset_rows = [prompt_onsets] * batch
     else:
         onset_rows = list(prompt_onsets)

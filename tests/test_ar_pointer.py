@@ -224,6 +224,8 @@ def test_pointer_generation_batches_caches_and_guides_consistently():
     assert guided.codes.shape[0] == 2 and bool((guided.lengths > 0).all())
     explicit = model.generate(texts, seed=[5, 6], prompt_onsets=[0.0, 3.0], **prompt)  # = even spreading over 6 frames
     assert torch.equal(explicit.codes, together.codes)
+    as_numpy = model.generate(texts, seed=[5, 6], prompt_onsets=list(np.array([0.0, 3.0], np.float32)), **prompt)
+    assert torch.equal(as_numpy.codes, together.codes)
 
 
 def test_pointer_generation_errors_are_one_line():

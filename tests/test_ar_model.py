@@ -37,6 +37,22 @@ def random_batch(sizes: list[tuple[int, int]], seed: int = 0) -> dict[str, torch
     return collate_examples(phonemes, codes, durations, rates)
 
 
+def fit_batch(model: ARModel, batch: dict[str, torch.Tensor], steps: int = 60,
+              lr: float = 1e-2) -> tuple[dict[str, float], dict[str, float]]:
+    """Train `model` on one batch for `steps` AdamW steps; the training step's outputs (floats) of the first step
+    and of the last."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    first = None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        out = model.training_step(batch)
+        out["loss"].backward()
+        optimizer.step()
+        first = first or {k: float(v) for k, v in out.items()}
+    return first, {k: float(v) for k, v in out.items()}
+
+
 def sub_batch(batch: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
     """Item i alone, without any padding."""
     p, g = int(batch["phoneme_lengths"][i]), int(batch["code_lengths"][i])

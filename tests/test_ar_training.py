@@ -21,6 +21,7 @@ from flexitts.data.token_cache import TokenCache, TokenItem, write_token_cache_i
 from flexitts.text import PhonemeTable
 from flexitts.training.ar import ARTokenDataset, build_ar_model, collate_ar
 from flexitts.training.config import load_run_config
+from tests.test_ar_model import fit_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = (
@@ -100,17 +101,8 @@ def test_a_few_steps_overfit_one_batch(caches, tmp_path):
     train, _ = caches
     model, _ = build_ar_model(load_run_config(write_config(tmp_path, train, None, "run", 1)), None)
     dataset = ARTokenDataset(TokenCache(train), model, prompt_prob=0.0)
-    batch = collate_ar([dataset[i] for i in range(6)])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    first = None
-    for _ in range(60):
-        optimizer.zero_grad()
-        out = model.training_step(batch)
-        out["loss"].backward()
-        optimizer.step()
-        first = first if first is not None else float(out["loss"].detach())
-    assert float(out["loss"].detach()) < 0.5 * first
+    first, last = fit_batch(model, collate_ar([dataset[i] for i in range(6)]))
+    assert last["loss"] < 0.5 * first["loss"]
 
 
 def test_train_eval_and_finetune_end_to_end(caches, tmp_path, capsys):

@@ -346,7 +346,7 @@ def _pointer_inputs(model: "ARModel", texts: list[torch.Tensor], ref_ph: list[to
     spoken, progress = [], []
     for text, ref, durs, onsets in zip(texts, ref_ph, ref_durs, onset_rows):
         joined = model.join_text(ref.tolist(), text.tolist())
-        ids = torch.tensor(joined, dtype=torch.long)[pointer.spoken_positions(joined, cfg.symbols, cfg.pointer_skip)]
+        ids = torch.tensor(pointer.spoken_phones(joined, cfg), dtype=torch.long)
         ref_count = len(pointer.spoken_positions(ref.tolist(), cfg.symbols, cfg.pointer_skip))
         if ids.numel() == ref_count:
             raise TextError("the text has no phones to speak (only stress marks, pauses or punctuation)")

@@ -68,3 +68,10 @@ def token_progress(durations: torch.Tensor, onsets: torch.Tensor) -> torch.Tenso
 def even_onsets(count: int, frames: int) -> torch.Tensor:
     """`count` phone onsets spread evenly over `frames` base frames (when a prompt's alignment is unknown)."""
     return torch.arange(count, dtype=torch.float64) * frames / max(1, count)
+
+
+def spoken_phones(phoneme_ids: Sequence[int], config: ARConfig) -> list[int]:
+    """The phone ids of a text, in order, as a phone-pointer model counts them (`spoken_positions` with the
+    config's table and `pointer_skip`)."""
+    ids = [int(p) for p in phoneme_ids]
+    return [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]

@@ -245,14 +245,13 @@ class TTS:
     def _phone_onsets(self, wav: torch.Tensor, phonemes: list[str]) -> np.ndarray | None:
         """Where the reference's phones start (base frames), for a phone-pointer AR: CTC forced alignment by the
         recogniser. None (the AR then spreads them evenly) without a pointer or a recogniser of the AR's table."""
-        from ar.pointer import spoken_positions
+        from ar.pointer import spoken_phones
         from flexitts.data.phone_alignment import phone_onsets
 
         config = self.ar.config
         if not getattr(config, "phone_pointer", False) or self.asr is None or list(self.asr.config.symbols) != list(config.symbols):
             return None
-        ids = self.table.encode(phonemes)
-        phones = [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]  # the phones the AR counts
+        phones = spoken_phones(self.table.encode(phonemes), config)  # the phones the AR counts
         return phone_onsets(self.asr, wav, torch.tensor([wav.shape[-1]], device=wav.device), [phones])[0]
 
     def _nar_phones(self, prompt: _Prompt, durations: list[torch.Tensor],
@@ -261,7 +260,7 @@ class TTS:
         where the pointer AR started them, the reference's where its alignment put them; {} otherwise."""
         from torch.nn.utils.rnn import pad_sequence
 
-        from ar.pointer import spoken_positions
+        from ar.pointer import spoken_phones
         from flexitts.data.phone_alignment import onsets_from_progress, phone_subframes
 
         config = self.ar.config
@@ -270,11 +269,10 @@ class TTS:
             return {}
         rows = []
         for (ids, reached), d in zip(texts, durations):
-            phones = [ids[i] for i in spoken_positions(ids, config.symbols, config.pointer_skip)]
+            phones = spoken_phones(ids, config)
             onsets = onsets_from_progress(d.cpu(), reached.cpu())
             rows.append(torch.from_numpy(phone_subframes(phones[: len(onsets)], onsets, int(d.sum()))))
-        ref_ids = [prompt.phoneme_ids[i] for i in spoken_positions(prompt.phoneme_ids, config.symbols, config.pointer_skip)]
-        ref = torch.from_numpy(phone_subframes(ref_ids, prompt.onsets, int(prompt.durations.sum())))
+        ref = torch.from_numpy(phone_subframes(spoken_phones(prompt.phoneme_ids, config), prompt.onsets, int(prompt.durations.sum())))
         return {"phones": pad_sequence(rows, batch_first=True).to(self.device),
                 "prompt_phones": ref[None].expand(len(rows), -1).to(self.device)}
 

@@ -142,8 +142,7 @@ class ARTokenDataset:
         example_dict = {"phonemes": phonemes, "codes": codes, "durations": durations,
                         "rate": len(codes) * BASE_FRAME_RATE / frames, "speaker": item.speaker, "index": example.index}
         if self.model.config.phone_pointer:
-            config = self.model.config
-            spoken = [phonemes[i] for i in pointer.spoken_positions(phonemes, config.symbols, config.pointer_skip)]
+            spoken = pointer.spoken_phones(phonemes, self.model.config)
             if onsets is None or len(onsets) != len(spoken):
                 raise DataError(f"token cache item '{item.id}' has no phone onsets for its text: re-run `flexitts data align`")
             example_dict["spoken"], example_dict["progress"] = spoken, token_progress(durations, onsets)

@@ -24,8 +24,8 @@ from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_GUIDE, DEFAULT_TEXT_CFG,
-                                                 DEFAULT_TOP_K)
+                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG, DEFAULT_PHONE_GUIDE,
+                                                 DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
 
@@ -305,7 +305,9 @@ class TTS:
         max_reference_seconds (10), chunk_seconds (8), candidates (6: AR samples per chunk, the best content scored
         by `flexitts.pipeline.rerank` rendered; 1 = no reranking), text_cfg (0.0: AR guidance on the text),
         phone_guide (`DEFAULT_PHONE_GUIDE`: with a phone-pointer AR, the weight of phone-guided decoding, which pushes
-        down codes whose own reading is not the phone due; 0 = off).
+        down codes whose own reading is not the phone due; 0 = off), phone_cfg (`DEFAULT_PHONE_CFG`: with a
+        phone-conditioned NAR, the weight of phone guidance, which pulls the speech towards the text's phones where
+        the codes disagree; 0 = off).
         Returns `(wav float32 [S], sample_rate, info)`.
         """
         parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
@@ -335,7 +337,8 @@ class TTS:
              max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,
              chunk_seconds: float = DEFAULT_CHUNK_SECONDS, candidates: int = DEFAULT_CANDIDATES,
              text_cfg: float = DEFAULT_TEXT_CFG,
-             phone_guide: float = DEFAULT_PHONE_GUIDE) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             phone_guide: float = DEFAULT_PHONE_GUIDE,
+             phone_cfg: float = DEFAULT_PHONE_CFG) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
@@ -408,7 +411,7 @@ class TTS:
             report("nar", 0.3 + 0.6 * group[0] / len(chunks))
             audio = self._render([generated[i] for i in group], prompt, steps, cfg, rescale_cfg, sway, speed,
                                  [seed + i for i in group], lap,
-                                 [(phoneme_ids[i], progress_rows[i]) for i in group])
+                                 [(phoneme_ids[i], progress_rows[i]) for i in group], phone_cfg)
             for i, wav in zip(group, audio):
                 codes, durations = generated[i]
                 results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav,
@@ -431,9 +434,11 @@ class TTS:
     def _render(self, items: list[tuple[torch.Tensor, torch.Tensor]], prompt: _Prompt, steps: int, cfg: float,
                 rescale_cfg: float, sway: float | None, speed: float, seeds: list[int],
                 lap: Callable[[str], None],
-                texts: list[tuple[list[int], torch.Tensor | None]] | None = None) -> list[np.ndarray]:
+                texts: list[tuple[list[int], torch.Tensor | None]] | None = None,
+                phone_cfg: float = 0.0) -> list[np.ndarray]:
         """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item. `texts`
-        (each item's phoneme ids and the pointer AR's progress) feed a phone-conditioned NAR."""
+        (each item's phoneme ids and the pointer AR's progress) feed a phone-conditioned NAR, guided towards them
+        with weight `phone_cfg`."""
         from torch.nn.utils.rnn import pad_sequence
 
         n = len(items)
@@ -447,6 +452,7 @@ class TTS:
                     codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
                     prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
                     steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway, **phones,
+                    phone_cfg=phone_cfg if phones.get("phones") is not None else 0.0,
                 )
             mel = mel.float()
             lap("nar")

@@ -53,6 +53,11 @@ class VoiceboxConfig:
     num_phones: int = 0
     phone_rank: int = 32  # width of the phone embedding (the demo bundle counts its bytes)
     phone_drop_prob: float = 0.3  # share of training items without phones, so codes alone still work
+    # Share of the items with phones whose codes are corrupted (each code replaced by a random one with a
+    # probability drawn from U(0, code_noise_max) per item): an AR's codes are often wrong, and the model should
+    # then follow the phones instead of the codes. 0: off.
+    code_noise_prob: float = 0.0
+    code_noise_max: float = 0.5
 
     def __post_init__(self) -> None:
         self.mel = MelConfig.from_any(self.mel)
@@ -75,6 +80,8 @@ class VoiceboxConfig:
             raise ConfigError("num_phones (phone conditioning) needs a code encoder: set code_encoder_layers >= 1")
         if self.num_phones < 0 or self.phone_rank < 1 or not 0.0 <= self.phone_drop_prob <= 1.0:
             raise ConfigError("num_phones must be >= 0, phone_rank >= 1 and phone_drop_prob in [0, 1]")
+        if not (0.0 <= self.code_noise_prob <= 1.0 and 0.0 <= self.code_noise_max <= 1.0):
+            raise ConfigError("code_noise_prob and code_noise_max must lie in [0, 1]")
         if self.prior_loss_weight > 0 and not self.code_encoder_layers:
             raise ConfigError("prior_loss_weight needs a code encoder: set code_encoder_layers >= 1")
         if not 0.0 <= self.cond_drop_prob < 1.0 or self.sigma < 0 or self.num_layers < 1:

@@ -153,6 +153,18 @@ class Voicebox(nn.Module, PretrainedMixin):
         pos = torch.arange(int(lengths.max()), device=device)[None, :]
         return (pos >= start[:, None]) & (pos < (start + span)[:, None])
 
+    def _corrupt_codes(self, codes: torch.Tensor, with_phones: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, G]` with random replacements in `code_noise_prob` of the items that have phones
+        (`with_phones [B]`): each of their codes is replaced with probability ~ U(0, code_noise_max) per item."""
+        c = self.config
+        if c.code_noise_prob == 0:
+            return codes
+        batch_size, device = codes.shape[0], codes.device
+        noisy = with_phones & (torch.rand(batch_size, device=device) < c.code_noise_prob)
+        share = torch.rand(batch_size, device=device) * c.code_noise_max * noisy
+        replace = torch.rand(codes.shape, device=device) < share[:, None]
+        return torch.where(replace, torch.randint_like(codes, c.codebook_size), codes)
+
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Flow-matching loss of one batch.
 
@@ -178,6 +190,11 @@ class Voicebox(nn.Module, PretrainedMixin):
             raise ConfigError("durations do not cover the mel frames: need frames_per_base * sum(durations) == mel_lengths")
         batch_size, frames, _ = x1.shape
         mask = length_mask(lengths, frames)
+        phones = batch.get("phones") if self.phone_embed is not None else None
+        if phones is not None:  # some items train without phones, so codes alone still work
+            with_phones = torch.rand(batch_size, device=device) >= c.phone_drop_prob
+            phones = phones.to(device).long() * with_phones[:, None]
+            codes = self._corrupt_codes(codes, with_phones)
         code_ids = self.frame_codes(codes, durations, frames)
 
         u = torch.rand(batch_size, device=device)
@@ -189,11 +206,6 @@ class Voicebox(nn.Module, PretrainedMixin):
 
         keep = torch.rand(batch_size, device=device) >= c.cond_drop_prob  # False: unconditional item
         ctx_mask = self._context_spans(lengths)[:, :frames] & keep[:, None] & mask
-        phones = batch.get("phones") if self.phone_embed is not None else None
-        if phones is not None:  # some items train without phones, so codes alone still work
-            phones = phones.to(device).long()
-            with_phones = torch.rand(batch_size, device=device) >= c.phone_drop_prob
-            phones = phones * with_phones[:, None]
         pred, prior = self(x_t * mask[..., None].to(x1.dtype), t, code_ids, keep, x1, ctx_mask, lengths,
                            return_prior=True, phone_ids=phones)
 
@@ -229,6 +241,7 @@ class Voicebox(nn.Module, PretrainedMixin):
         prompt_lengths: torch.Tensor | None = None,
         phones: torch.Tensor | None = None,
         prompt_phones: torch.Tensor | None = None,
+        phone_cfg: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of new speech for `codes`, in the voice of the prompt.
 
@@ -249,6 +262,9 @@ class Voicebox(nn.Module, PretrainedMixin):
             phones, prompt_phones: for a model with `num_phones`, the aligned phone ids at 25 Hz of the new speech
                 (`[B, 2 * sum(durations)]`) and of the prompt (`[B, 2 * sum(prompt_durations)]`); either may be
                 None (no phones there).
+            phone_cfg: weight of phone guidance, `+ phone_cfg (v_c - v_np)` with `v_np` the velocity from the codes
+                without the phones (one more pass a step); it pushes the speech towards the text's phones where the
+                codes disagree with them. Needs `phones`.
         Returns:
             (`[B, F, M]` mel of the new speech only, zero past each item's end; `[B]` its frame counts).
         """
@@ -315,21 +331,32 @@ class Voicebox(nn.Module, PretrainedMixin):
             if target_ph.shape[1] < sub * int(target_len.max()) // fpb or prompt_ph.shape[1] < sub * int(prompt_len.max()) // fpb:
                 raise ConfigError("phones need 2 ids per 12.5 Hz frame: [B, 2 * sum(durations)] (and the same for the prompt)")
             phone_ids, _ = concat_padded(prompt_ph, prompt_len // fpb * sub, target_ph, target_len // fpb * sub)
+        if phone_cfg < 0:
+            raise ConfigError(f"phone_cfg must be >= 0, not {phone_cfg}")
         cond, _ = self.condition(code_ids, mask, phone_ids)  # the same at every step
-        if guided:  # conditional and unconditional passes in one batch
-            cond2, keep2 = torch.cat([cond, cond]), torch.cat([keep, ~keep])
-            code_ids2 = torch.cat([code_ids, code_ids])
-            context2, ctx_mask2 = torch.cat([context, context]), torch.cat([ctx_mask, torch.zeros_like(ctx_mask)])
-            lengths2 = torch.cat([lengths, lengths])
+        # The passes of a step, batched: conditional; unconditional (no codes, no context) for cfg; codes and
+        # context without phones for phone_cfg.
+        passes = [(cond, keep, ctx_mask)]
+        if guided:
+            passes.append((cond, ~keep, torch.zeros_like(ctx_mask)))
+        phone_guided = phone_cfg != 0 and phone_ids is not None
+        if phone_guided:
+            passes.append((self.condition(code_ids, mask, None)[0], keep, ctx_mask))
+        n_pass = len(passes)
+        cond_all = torch.cat([p[0] for p in passes])
+        keep_all = torch.cat([p[1] for p in passes])
+        ctx_mask_all = torch.cat([p[2] for p in passes])
+        context_all, code_ids_all, lengths_all = (torch.cat([v] * n_pass) for v in (context, code_ids, lengths))
         for i in range(steps):
             dt = grid[i + 1] - grid[i]
-            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch)
-            if guided:
-                v_both = self(torch.cat([x, x]), torch.cat([t_mid, t_mid]), code_ids2, keep2, context2, ctx_mask2, lengths2,
-                              code_cond=cond2)
-                v = guided_velocity(v_both[:batch], v_both[batch:], mask, cfg, rescale_cfg)
+            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch * n_pass)
+            v_all = self(torch.cat([x] * n_pass), t_mid, code_ids_all, keep_all, context_all, ctx_mask_all,
+                         lengths_all, code_cond=cond_all).split(batch)
+            if n_pass == 1:
+                v = v_all[0]
             else:
-                v = self(x, t_mid, code_ids, keep, context, ctx_mask, lengths, code_cond=cond)
+                v = guided_velocity(v_all[0], v_all[1] if guided else None, mask, cfg, rescale_cfg,
+                                    v_all[-1] if phone_guided else None, phone_cfg)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

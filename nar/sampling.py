@@ -34,14 +34,20 @@ def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return var.sqrt()
 
 
-def guided_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor, mask: torch.Tensor, cfg: float,
-                    rescale: float) -> torch.Tensor:
+def guided_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor | None, mask: torch.Tensor, cfg: float,
+                    rescale: float, v_no_phones: torch.Tensor | None = None, phone_cfg: float = 0.0) -> torch.Tensor:
     """Classifier-free guidance with rescaling (Lin et al. 2023), per item.
 
-    `v = v_c + cfg (v_c - v_u)`; `v_r = v * std(v_c) / std(v)` (std over the item's valid frames);
-    result `rescale * v_r + (1 - rescale) * v`. All tensors `[B, T, M]`, mask `[B, T]`.
+    `v = v_c + cfg (v_c - v_u) + phone_cfg (v_c - v_np)`, where `v_np` is the velocity with the codes but without
+    the phones (a second guidance direction, as compositional guidance does for two conditions; either term is
+    skipped when its tensor is None); `v_r = v * std(v_c) / std(v)` (std over the item's valid frames); result
+    `rescale * v_r + (1 - rescale) * v`. All tensors `[B, T, M]`, mask `[B, T]`.
     """
-    v = v_cond + cfg * (v_cond - v_uncond)
+    v = v_cond
+    if v_uncond is not None:
+        v = v + cfg * (v_cond - v_uncond)
+    if v_no_phones is not None:
+        v = v + phone_cfg * (v_cond - v_no_phones)
     if rescale == 0:
         return v
     ratio = masked_std(v_cond, mask) / masked_std(v, mask).clamp(min=1e-8)

@@ -138,3 +138,48 @@ def test_nar_dataset_phones_follow_the_token_window(tmp_path):
             position = [cycle.index(int(x)) for x in row[:, 0]]  # consecutive frames, consecutive phones
             assert all((q - p) % 5 == 1 for p, q in zip(position, position[1:]))
         assert int(batch["phones"][0, 0]) == cycle[0] and int(batch["phones"][2, 0]) == cycle[0]  # uncut items
+
+
+def test_phone_guidance_is_the_extrapolation_from_codes_alone_to_codes_and_phones():
+    model = phone_model(seed=3)
+    codes, durs = make_tokens([6, 4], seed=2)
+    prompt = prompt_for(model, [3, 2])
+    phones, prompt_phones = random_phones(durs, 5), random_phones(prompt["prompt_durations"], 6)
+    # One Euler step from the same noise is x0 + v: the guided step must be x_c + w (x_c - x_np) exactly.
+    one = dict(steps=1, cfg=0.0, rescale_cfg=0.0, seed=[7, 8])
+    with_phones, _ = model.sample(codes, durs, **prompt, **one, phones=phones, prompt_phones=prompt_phones)
+    codes_alone, _ = model.sample(codes, durs, **prompt, **one)
+    guided, _ = model.sample(codes, durs, **prompt, **one, phones=phones, prompt_phones=prompt_phones, phone_cfg=1.5)
+    torch.testing.assert_close(guided, with_phones + 1.5 * (with_phones - codes_alone), atol=1e-5, rtol=1e-5)
+    # Without phones there is nothing to guide towards: phone_cfg changes nothing.
+    plain, _ = model.sample(codes, durs, **prompt, steps=2, cfg=2.0, seed=4)
+    torch.testing.assert_close(model.sample(codes, durs, **prompt, steps=2, cfg=2.0, seed=4, phone_cfg=2.0)[0], plain)
+    # With text guidance too, an item's result does not depend on the batch around it.
+    both, n = model.sample(codes, durs, **prompt, steps=2, cfg=2.0, seed=[4, 5], phones=phones,
+                           prompt_phones=prompt_phones, phone_cfg=1.0)
+    g, fp = int((durs[1] > 0).sum()), int(prompt["prompt_durations"][1].sum())
+    gp = int((prompt["prompt_durations"][1] > 0).sum())
+    alone, _ = model.sample(codes[1:, :g], durs[1:, :g], prompt["prompt_mel"][1:, : 4 * fp], prompt["prompt_codes"][1:, :gp],
+                            prompt["prompt_durations"][1:, :gp], steps=2, cfg=2.0, seed=[5],
+                            phones=phones[1:, : 2 * int(durs[1].sum())], prompt_phones=prompt_phones[1:, : 2 * fp],
+                            phone_cfg=1.0)
+    torch.testing.assert_close(both[1, : int(n[1])], alone[0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ConfigError, match="phone_cfg"):
+        model.sample(codes, durs, **prompt, steps=1, phones=phones, prompt_phones=prompt_phones, phone_cfg=-1.0)
+
+
+def test_code_noise_corrupts_only_items_with_phones():
+    net = Voicebox(tiny_config(code_encoder_layers=1, num_phones=PHONES, code_noise_prob=1.0, code_noise_max=0.5))
+    torch.manual_seed(0)
+    codes = torch.randint(0, net.config.codebook_size, (400, 100))
+    with_phones = torch.arange(400) % 2 == 0
+    noisy = net._corrupt_codes(codes, with_phones)
+    changed = (noisy != codes).float()
+    assert float(changed[~with_phones].sum()) == 0  # without phones the codes are all there is to follow
+    share = changed[with_phones].mean(1)  # ~ U(0, 0.5) per item
+    assert abs(float(share.mean()) - 0.25) < 0.03 and float(share.max()) < 0.7 and float(share.min()) < 0.05
+    assert int(noisy.min()) >= 0 and int(noisy.max()) < net.config.codebook_size
+    net.config.code_noise_prob = 0.0
+    assert torch.equal(net._corrupt_codes(codes, with_phones), codes)
+    with pytest.raises(ConfigError, match="code_noise"):
+        tiny_config(code_encoder_layers=1, num_phones=PHONES, code_noise_prob=1.5)

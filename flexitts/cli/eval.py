@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--candidates", type=int, default=None, help="AR samples per chunk, best content rendered (default: the pipeline's)")
     tts.add_argument("--text-cfg", type=float, default=None, help="AR text guidance weight (default: the pipeline's)")
     tts.add_argument("--phone-guide", type=float, default=None, help="phone-guided decoding weight (default: the pipeline's)")
+    tts.add_argument("--phone-cfg", type=float, default=None, help="NAR phone guidance weight (default: the pipeline's)")
     tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     tts.add_argument("--recognizer", default=None, help="pocketsphinx (default) or whisper:PATH (an openai-whisper .pt)")
     tts.set_defaults(func=run_tts)
@@ -97,7 +98,8 @@ def run_tts(args: argparse.Namespace) -> int:
     options = {"merging_threshold": args.threshold, "frame_rate": args.frame_rate, "steps": args.steps, "cfg": args.cfg}
     options.update({k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                       ("candidates", args.candidates), ("text_cfg", args.text_cfg),
-                                      ("phone_guide", args.phone_guide)) if v is not None})
+                                      ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg))
+                    if v is not None})
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
                           args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer)
     markdown = render_tts_markdown(result)

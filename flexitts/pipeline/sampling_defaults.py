@@ -33,3 +33,6 @@ DEFAULT_TEXT_CFG = 0.0
 # sentences (mb-us1 reference, pointer AR after 700 steps) weight 1 took WER from 0.935 (off, step 500) to 0.844 and
 # PER from 0.698 to 0.644; weight 3 gave 0.835 / 0.641, within noise of 1.
 DEFAULT_PHONE_GUIDE = 1.0
+# Phone guidance weight of a phone-conditioned NAR (`Voicebox.sample`'s `phone_cfg`): the velocity moves by
+# weight * (v(codes, phones) - v(codes)), towards the text's phones where the AR's codes disagree. 0: off.
+DEFAULT_PHONE_CFG = 0.0

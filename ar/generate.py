@@ -13,6 +13,8 @@ its transcript): EOS is masked until the new speech covers `lo` times the frames
 the new phonemes, and generation stops once it covers `hi` times them. This is the prompt-ratio length rule of
 non-autoregressive systems (F5-TTS, E2) applied as a guard rail: inside the window the model still decides
 where to stop, but a model whose EOS comes early (or never) cannot speak at twice or half the prompt's pace.
+With a phone-pointer model the upper bound waits until every phone of the text has started (EOS is refused
+before that too), so a slow pointer makes longer speech instead of dropping the end of the text.
 """
 from __future__ import annotations
 
@@ -469,7 +471,15 @@ def _loop(
                 reached = reached + torch.where(active, advance, torch.zeros_like(advance))
                 out_progress[:, step - 1] = torch.where(active, reached - start_reached, out_progress[:, step - 1])
         covered = out_durs.sum(dim=1)  # frames of the new speech so far
-        active = active & (step < max_len) & (covered < max_frames)
+        within_pace = covered < max_frames
+        if phones is not None:
+            unfinished = reached < spoken_lengths
+            if guided:  # the text-free copies follow the first half's pointer
+                unfinished = torch.cat([unfinished[:half], unfinished[:half]])
+            # The pace's upper bound waits for the last phone to start: cutting there would drop the end of the
+            # text. The token limit (max_len_ratio) still holds.
+            within_pace = within_pace | unfinished
+        active = active & (step < max_len) & within_pace
         if not bool(active.any()):
             break
         code_state = state
@@ -487,8 +497,7 @@ def _loop(
         # EOS is not a choice before the minimum length.
         too_short = (step < min_len) | (covered < min_frames)
         if phones is not None:
-            unfinished = reached < spoken_lengths
-            too_short = too_short | (torch.cat([unfinished[:half], unfinished[:half]]) if guided else unfinished)
+            too_short = too_short | unfinished
         logits[:, cfg.eos_id] = torch.where(too_short, float("-inf"), logits[:, cfg.eos_id])
         token = sample_from_logits(logits, uniforms[:, 1], temperature, top_k, top_p)
         is_eos = active & (token == cfg.eos_id)

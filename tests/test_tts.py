@@ -241,6 +241,7 @@ def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
     from codec.common.pretrained import init_state_for
     from flexitts import TTS
     from flexitts.data.phone_alignment import pointer_skip_symbols
+    from flexitts.pipeline.sampling_defaults import DEFAULT_PHONE_CFG
 
     symbols = list(tts.ar.config.symbols)
     config = ARConfig(**{**dataclasses.asdict(tts.ar.config), "phone_pointer": True,
@@ -276,4 +277,8 @@ def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
     said = torch.unique_consecutive(phones[0][phones[0] > 0]).tolist()
     text_phones = [i for i in pointed.table.encode(info.phonemes) if i in set(said)]
     assert said and set(said) <= set(text_phones)
+    assert seen["phone_cfg"] == DEFAULT_PHONE_CFG
+    guided, _, _ = pointed.synthesize("Hello there.", real_speech_16k, ref_text=REF_TEXT, seed=1, steps=1, candidates=2,
+                                      phone_cfg=DEFAULT_PHONE_CFG + 2.0)
+    assert seen["phone_cfg"] == DEFAULT_PHONE_CFG + 2.0 and len(guided) == len(wav) and not np.allclose(guided, wav)
     assert tts.encode_reference(real_speech_16k, REF_TEXT).onsets is None  # no pointer, no alignment work

@@ -199,6 +199,14 @@ def test_eos_waits_until_every_phone_has_started():
     out = eager.generate(text, prompt_codes=[1, 2, 3, 4], prompt_durations=[1, 2, 1, 2], prompt_phonemes=prompt,
                          prompt_onsets=[0.0, 2.0, 4.5], seed=0, min_len_ratio=0.01)
     assert int(out.lengths[0]) == 5 and out.progress[0].tolist() == [1, 2, 3, 4, 5]  # counted from the new text
+    # A pace whose upper bound is reached after 2 frames still lets every phone start (then stops, without EOS).
+    never = _biased(pointer_model(), eos=-40.0, advance=1)
+    out = never.generate(text, prompt_codes=[1, 2, 3, 4], prompt_durations=[1, 2, 1, 2], prompt_phonemes=prompt,
+                         seed=0, pace=(0.0, 0.1), duration_top_k=1)
+    assert int(out.lengths[0]) == 5 and out.progress[0].tolist() == [1, 2, 3, 4, 5] and not bool(out.ended_by_eos[0])
+    plain = ARModel(tiny_config())  # without a pointer the bound cuts as before
+    assert int(plain.generate(text, prompt_codes=[1, 2], prompt_durations=[1, 2], prompt_phonemes=prompt, seed=0,
+                              pace=(0.0, 0.1)).lengths[0]) == 1
 
 
 def test_pointer_generation_batches_caches_and_guides_consistently():

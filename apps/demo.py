@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                 DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
+                                                 DEFAULT_PHONE_CFG, DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
 logger = logging.getLogger("flexitts.app")
 
@@ -157,7 +157,7 @@ class DemoSynthesizer:
                  frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K,
                  top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
                  seed: int | None = 0, candidates: int = DEFAULT_CANDIDATES, text_cfg: float = DEFAULT_TEXT_CFG,
-                 progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
+                 phone_cfg: float = DEFAULT_PHONE_CFG, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
 
         if not ref_audio:
@@ -168,6 +168,7 @@ class DemoSynthesizer:
                 temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                 duration_top_k=int(duration_top_k), steps=int(steps), cfg=float(cfg), speed=float(speed),
                 seed=None if seed is None or seed == "" else int(seed), candidates=int(candidates), text_cfg=float(text_cfg),
+                phone_cfg=float(phone_cfg),
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"a sampling option is not a number: {one_line(error)}") from None
@@ -179,6 +180,8 @@ class DemoSynthesizer:
             raise ConfigError(f"AR candidates must be between 1 and {MAX_CANDIDATES}, not {options['candidates']}")
         if not 0.0 <= options["text_cfg"] <= 10.0:
             raise ConfigError(f"text guidance must be between 0 and 10, not {options['text_cfg']:g}")
+        if not 0.0 <= options["phone_cfg"] <= 10.0:
+            raise ConfigError(f"phone guidance must be between 0 and 10, not {options['phone_cfg']:g}")
         if not 0.0 < options["top_p"] <= 1.0:
             raise ConfigError(f"top-p must be in (0, 1], not {options['top_p']:g}")
         if options["steps"] > 200:
@@ -254,12 +257,14 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
 
     def synthesize(ref_audio, ref_text=None, text=None, text_file=None, frame_rate_hz=DEFAULT_FRAME_RATE, temperature=1.0,
                    top_k=DEFAULT_TOP_K, top_p=1.0, duration_top_k=DEFAULT_DURATION_TOP_K, steps=15, cfg=2.0, speed=1.0, seed=0,
-                   candidates=DEFAULT_CANDIDATES, text_cfg=DEFAULT_TEXT_CFG, progress=gr.Progress()):
+                   candidates=DEFAULT_CANDIDATES, text_cfg=DEFAULT_TEXT_CFG, phone_cfg=DEFAULT_PHONE_CFG,
+                   progress=gr.Progress()):
         """Speak `text` (or the .txt `text_file`) in the voice of `ref_audio`; returns the audio, the boundary
         picture, the average token rate and a details panel (per-stage timings)."""
         try:
             return synthesizer(ref_audio, ref_text, text, text_file, frame_rate_hz, temperature, top_k, top_p,
-                               duration_top_k, steps, cfg, speed, seed, candidates, text_cfg, progress=progress)
+                               duration_top_k, steps, cfg, speed, seed, candidates, text_cfg, phone_cfg,
+                               progress=progress)
         except FlexiTTSError as error:
             message = one_line(error)
             for path in (ref_audio, text_file):  # Gradio's upload folder means nothing to the user: the file name does
@@ -317,6 +322,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
                         steps = gr.Slider(1, 64, value=15, step=1, label="NAR steps")
                         cfg = gr.Slider(0.0, 5.0, value=2.0, step=0.1, label="CFG")
                         speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+                        phone_cfg = gr.Slider(0.0, 10.0, value=DEFAULT_PHONE_CFG, step=0.5, label="Phone guidance (NAR)")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed", scale=3)
                         randomise = gr.Button("Randomise seed", elem_id="randomise-seed", scale=1)
@@ -341,7 +347,7 @@ def build_app(tts: Any = None, checkpoint: str | None = None, device: str | None
         button.click(
             synthesize,
             inputs=[ref_audio, ref_text, text, text_file, frame_rate_hz, temperature, top_k, top_p, duration_top_k,
-                    steps, cfg, speed, seed, candidates, text_cfg],
+                    steps, cfg, speed, seed, candidates, text_cfg, phone_cfg],
             outputs=[output_audio, plot, rate, details],
             api_name="synthesize",
         )

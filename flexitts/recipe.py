@@ -22,6 +22,8 @@
             (continue it, 140 + 80 min)
             then flexitts train nar --config configs/nar_demo_phones.yaml --init runs/nar_sub/model
             (adds phone conditioning, 80 min)
+            then flexitts train nar --config configs/nar_demo_robust.yaml --init runs/nar_phones/model
+            (codes corrupted where phones are given: follow the phones, 80 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
@@ -52,7 +54,7 @@ BIG_HOURS = 10.0
 TOKENS = "runs/tokens_sub"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_phones",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_robust",
           "vocoder": "runs/vocoder_refine"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
 RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo"),
@@ -62,7 +64,8 @@ RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", 
         "nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo"),
                 ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior"),
                 ("nar_demo_subphone", "runs/nar_sub", "runs/nar_phone"),
-                ("nar_demo_phones", "runs/nar_phones", "runs/nar_sub")],
+                ("nar_demo_phones", "runs/nar_phones", "runs/nar_sub"),
+                ("nar_demo_robust", "runs/nar_robust", "runs/nar_phones")],
         "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
                     ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo"),
                     ("vocoder_demo_refine", "runs/vocoder_refine", "runs/vocoder_demo_polish")]}

@@ -132,7 +132,7 @@ def test_rate_mapping_examples_and_boundaries():
     from apps.demo import DemoSynthesizer
 
     demo = DemoSynthesizer(tts=None)
-    for bad in ({"candidates": 0}, {"candidates": 99}, {"text_cfg": -1.0}):
+    for bad in ({"candidates": 0}, {"candidates": 99}, {"text_cfg": -1.0}, {"phone_cfg": 11.0}):
         with pytest.raises(ConfigError, match="candidates|guidance"):
             demo("ref.wav", None, "Hello.", **bad)
 
@@ -147,8 +147,8 @@ def test_api_synthesizes(client, real_speech_16k, tmp_path):
     text_file = tmp_path / "speak.txt"
     text_file.write_text("Spoken from a text file.", encoding="utf-8")
     check_result(synthesize(client, real_speech_16k, text="", text_file=handle_file(str(text_file)), frame_rate_hz=6.25))
-    # AR candidates and text guidance reach the pipeline from the page.
-    check_result(synthesize(client, real_speech_16k, candidates=2, text_cfg=0.5))
+    # AR candidates, text guidance and phone guidance reach the pipeline from the page.
+    check_result(synthesize(client, real_speech_16k, candidates=2, text_cfg=0.5, phone_cfg=1.0))
 
 
 def test_eight_concurrent_requests(client, real_speech_16k):

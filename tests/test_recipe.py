@@ -64,7 +64,8 @@ def test_recipe_runs_chain_into_the_exported_model(model: str) -> None:
 
 
 @pytest.mark.parametrize("config_name", ["ar_demo", "ar_demo_subphone", "ar_demo_pointer", "nar_demo", "nar_demo_prior",
-                                         "nar_demo_phone", "nar_demo_subphone", "nar_demo_phones"])
+                                         "nar_demo_phone", "nar_demo_subphone", "nar_demo_phones",
+                                         "nar_demo_robust"])
 def test_token_stages_read_the_recipe_token_cache(config_name: str) -> None:
     run = load_run_config(recipe.ROOT / "configs" / f"{config_name}.yaml")
     assert run.resolve(run.data["train"]).resolve() == (recipe.ROOT / recipe.TOKENS).resolve()

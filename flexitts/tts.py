@@ -24,7 +24,8 @@ from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG, DEFAULT_PHONE_GUIDE,
+                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG,
+                                                 DEFAULT_PHONE_CFG_UNTIL, DEFAULT_PHONE_GUIDE,
                                                  DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
@@ -307,7 +308,8 @@ class TTS:
         phone_guide (`DEFAULT_PHONE_GUIDE`: with a phone-pointer AR, the weight of phone-guided decoding, which pushes
         down codes whose own reading is not the phone due; 0 = off), phone_cfg (`DEFAULT_PHONE_CFG`: with a
         phone-conditioned NAR, the weight of phone guidance, which pulls the speech towards the text's phones where
-        the codes disagree; 0 = off).
+        the codes disagree; 0 = off), phone_cfg_until (`DEFAULT_PHONE_CFG_UNTIL`: phone guidance on the NAR steps
+        that start before this flow time, 0..1).
         Returns `(wav float32 [S], sample_rate, info)`.
         """
         parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
@@ -338,7 +340,8 @@ class TTS:
              chunk_seconds: float = DEFAULT_CHUNK_SECONDS, candidates: int = DEFAULT_CANDIDATES,
              text_cfg: float = DEFAULT_TEXT_CFG,
              phone_guide: float = DEFAULT_PHONE_GUIDE,
-             phone_cfg: float = DEFAULT_PHONE_CFG) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             phone_cfg: float = DEFAULT_PHONE_CFG,
+             phone_cfg_until: float = DEFAULT_PHONE_CFG_UNTIL) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
@@ -411,7 +414,7 @@ class TTS:
             report("nar", 0.3 + 0.6 * group[0] / len(chunks))
             audio = self._render([generated[i] for i in group], prompt, steps, cfg, rescale_cfg, sway, speed,
                                  [seed + i for i in group], lap,
-                                 [(phoneme_ids[i], progress_rows[i]) for i in group], phone_cfg)
+                                 [(phoneme_ids[i], progress_rows[i]) for i in group], phone_cfg, phone_cfg_until)
             for i, wav in zip(group, audio):
                 codes, durations = generated[i]
                 results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav,
@@ -435,10 +438,10 @@ class TTS:
                 rescale_cfg: float, sway: float | None, speed: float, seeds: list[int],
                 lap: Callable[[str], None],
                 texts: list[tuple[list[int], torch.Tensor | None]] | None = None,
-                phone_cfg: float = 0.0) -> list[np.ndarray]:
+                phone_cfg: float = 0.0, phone_cfg_until: float = 1.0) -> list[np.ndarray]:
         """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item. `texts`
         (each item's phoneme ids and the pointer AR's progress) feed a phone-conditioned NAR, guided towards them
-        with weight `phone_cfg`."""
+        with weight `phone_cfg` on the steps before flow time `phone_cfg_until`."""
         from torch.nn.utils.rnn import pad_sequence
 
         n = len(items)
@@ -452,7 +455,7 @@ class TTS:
                     codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
                     prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
                     steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway, **phones,
-                    phone_cfg=phone_cfg if phones.get("phones") is not None else 0.0,
+                    phone_cfg=phone_cfg if phones.get("phones") is not None else 0.0, phone_cfg_until=phone_cfg_until,
                 )
             mel = mel.float()
             lap("nar")

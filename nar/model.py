@@ -242,6 +242,7 @@ class Voicebox(nn.Module, PretrainedMixin):
         phones: torch.Tensor | None = None,
         prompt_phones: torch.Tensor | None = None,
         phone_cfg: float = 0.0,
+        phone_cfg_until: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of new speech for `codes`, in the voice of the prompt.
 
@@ -265,6 +266,9 @@ class Voicebox(nn.Module, PretrainedMixin):
             phone_cfg: weight of phone guidance, `+ phone_cfg (v_c - v_np)` with `v_np` the velocity from the codes
                 without the phones (one more pass a step); it pushes the speech towards the text's phones where the
                 codes disagree with them. Needs `phones`.
+            phone_cfg_until: phone guidance only on the steps that start before this time (0..1): the content is
+                settled early in the flow, so later steps can skip its pass (a guidance interval, as in
+                Kynkaanniemi et al. 2024).
         Returns:
             (`[B, F, M]` mel of the new speech only, zero past each item's end; `[B]` its frame counts).
         """
@@ -349,14 +353,17 @@ class Voicebox(nn.Module, PretrainedMixin):
         context_all, code_ids_all, lengths_all = (torch.cat([v] * n_pass) for v in (context, code_ids, lengths))
         for i in range(steps):
             dt = grid[i + 1] - grid[i]
-            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch * n_pass)
-            v_all = self(torch.cat([x] * n_pass), t_mid, code_ids_all, keep_all, context_all, ctx_mask_all,
-                         lengths_all, code_cond=cond_all).split(batch)
-            if n_pass == 1:
+            # The phone pass is the last one: drop its rows on steps outside the guidance interval.
+            n = n_pass - 1 if phone_guided and float(grid[i]) >= phone_cfg_until else n_pass
+            rows = slice(0, batch * n)
+            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch * n)
+            v_all = self(torch.cat([x] * n), t_mid, code_ids_all[rows], keep_all[rows], context_all[rows],
+                         ctx_mask_all[rows], lengths_all[rows], code_cond=cond_all[rows]).split(batch)
+            if n == 1:
                 v = v_all[0]
             else:
                 v = guided_velocity(v_all[0], v_all[1] if guided else None, mask, cfg, rescale_cfg,
-                                    v_all[-1] if phone_guided else None, phone_cfg)
+                                    v_all[2 if guided else 1] if n == n_pass and phone_guided else None, phone_cfg)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

@@ -164,6 +164,14 @@ def test_phone_guidance_is_the_extrapolation_from_codes_alone_to_codes_and_phone
                             phones=phones[1:, : 2 * int(durs[1].sum())], prompt_phones=prompt_phones[1:, : 2 * fp],
                             phone_cfg=1.0)
     torch.testing.assert_close(both[1, : int(n[1])], alone[0], atol=1e-4, rtol=1e-4)
+    # The guidance interval: none of the steps (until 0) is no phone guidance, all of them (until 1) the full one.
+    three = dict(steps=3, cfg=2.0, seed=[4, 5], phones=phones, prompt_phones=prompt_phones)
+    full, _ = model.sample(codes, durs, **prompt, **three, phone_cfg=2.0)
+    unguided, _ = model.sample(codes, durs, **prompt, **three)
+    torch.testing.assert_close(model.sample(codes, durs, **prompt, **three, phone_cfg=2.0, phone_cfg_until=0.0)[0], unguided)
+    torch.testing.assert_close(model.sample(codes, durs, **prompt, **three, phone_cfg=2.0, phone_cfg_until=1.0)[0], full)
+    first, _ = model.sample(codes, durs, **prompt, **three, phone_cfg=2.0, phone_cfg_until=0.2)  # the first step only
+    assert not torch.allclose(first, full, atol=1e-4) and not torch.allclose(first, unguided, atol=1e-4)
     with pytest.raises(ConfigError, match="phone_cfg"):
         model.sample(codes, durs, **prompt, steps=1, phones=phones, prompt_phones=prompt_phones, phone_cfg=-1.0)
 

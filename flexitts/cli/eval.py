@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--text-cfg", type=float, default=None, help="AR text guidance weight (default: the pipeline's)")
     tts.add_argument("--phone-guide", type=float, default=None, help="phone-guided decoding weight (default: the pipeline's)")
     tts.add_argument("--phone-cfg", type=float, default=None, help="NAR phone guidance weight (default: the pipeline's)")
+    tts.add_argument("--phone-cfg-until", type=float, default=None,
+                     help="phone guidance on the NAR steps before this flow time, 0..1 (default: the pipeline's)")
     tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     tts.add_argument("--recognizer", default=None, help="pocketsphinx (default) or whisper:PATH (an openai-whisper .pt)")
     tts.set_defaults(func=run_tts)
@@ -98,7 +100,8 @@ def run_tts(args: argparse.Namespace) -> int:
     options = {"merging_threshold": args.threshold, "frame_rate": args.frame_rate, "steps": args.steps, "cfg": args.cfg}
     options.update({k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                       ("candidates", args.candidates), ("text_cfg", args.text_cfg),
-                                      ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg))
+                                      ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg),
+                                      ("phone_cfg_until", args.phone_cfg_until))
                     if v is not None})
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
                           args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer)

@@ -6,7 +6,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                     DEFAULT_PACE, DEFAULT_PHONE_CFG, DEFAULT_PHONE_GUIDE,
+                                                     DEFAULT_PACE, DEFAULT_PHONE_CFG, DEFAULT_PHONE_CFG_UNTIL,
+                                                     DEFAULT_PHONE_GUIDE,
                                                      DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--phone-cfg", type=float, default=DEFAULT_PHONE_CFG,
                         help="phone guidance weight for a phone-conditioned NAR: the speech is pulled towards the "
                              f"text's phones where the codes disagree (default {DEFAULT_PHONE_CFG:g}; 0: off)")
+    parser.add_argument("--phone-cfg-until", type=float, default=DEFAULT_PHONE_CFG_UNTIL,
+                        help="phone guidance on the NAR steps that start before this flow time, 0..1 "
+                             f"(default {DEFAULT_PHONE_CFG_UNTIL:g})")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--pace", type=float, nargs=2, default=DEFAULT_PACE, metavar=("LO", "HI"),
                       help="length window relative to the reference's pace (default: %(default)s)")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k, candidates=args.candidates,
-        text_cfg=args.text_cfg, phone_guide=args.phone_guide, phone_cfg=args.phone_cfg, pace=None if args.no_pace else tuple(args.pace), match_rate=not args.no_match_rate, speed=args.speed, seed=args.seed,
+        text_cfg=args.text_cfg, phone_guide=args.phone_guide, phone_cfg=args.phone_cfg, phone_cfg_until=args.phone_cfg_until, pace=None if args.no_pace else tuple(args.pace), match_rate=not args.no_match_rate, speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
     print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "

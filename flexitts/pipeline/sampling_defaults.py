@@ -39,3 +39,6 @@ DEFAULT_PHONE_GUIDE = 1.0
 # the code-noise NAR (configs/nar_demo_robust.yaml, 2000 steps): 0.602 (3), 0.675 (6). It costs one more NAR pass
 # a step.
 DEFAULT_PHONE_CFG = 3.0
+# Phone guidance runs on the NAR steps that start before this flow time (0..1; 1: every step): the content is
+# settled early in the flow, and each guided step costs one more pass.
+DEFAULT_PHONE_CFG_UNTIL = 1.0

@@ -455,7 +455,7 @@ class TTS:
                     codes, durations, prompt_mel=prompt.mel[None].expand(n, -1, -1),
                     prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
                     steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway, **phones,
-                    phone_cfg=phone_cfg if phones.get("phones") is not None else 0.0, phone_cfg_until=phone_cfg_until,
+                    phone_cfg=phone_cfg, phone_cfg_until=phone_cfg_until,  # the NAR skips it without phones
                 )
             mel = mel.float()
             lap("nar")

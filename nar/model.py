@@ -363,7 +363,7 @@ class Voicebox(nn.Module, PretrainedMixin):
                 v = v_all[0]
             else:
                 v = guided_velocity(v_all[0], v_all[1] if guided else None, mask, cfg, rescale_cfg,
-                                    v_all[2 if guided else 1] if n == n_pass and phone_guided else None, phone_cfg)
+                                    v_all[-1] if n == n_pass and phone_guided else None, phone_cfg)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

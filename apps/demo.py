@@ -157,7 +157,8 @@ class DemoSynthesizer:
                  frame_rate_hz: float | None = DEFAULT_FRAME_RATE, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K,
                  top_p: float = 1.0, duration_top_k: int = DEFAULT_DURATION_TOP_K, steps: int = 15, cfg: float = 2.0, speed: float = 1.0,
                  seed: int | None = 0, candidates: int = DEFAULT_CANDIDATES, text_cfg: float = DEFAULT_TEXT_CFG,
-                 phone_cfg: float = DEFAULT_PHONE_CFG, progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
+                 phone_cfg: float = DEFAULT_PHONE_CFG,
+                 progress: Any = None) -> tuple[tuple[int, np.ndarray], Any, float, str]:
         from flexitts.errors import AudioError, ConfigError
 
         if not ref_audio:

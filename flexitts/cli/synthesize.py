@@ -7,8 +7,7 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
                                                      DEFAULT_PACE, DEFAULT_PHONE_CFG, DEFAULT_PHONE_CFG_UNTIL,
-                                                     DEFAULT_PHONE_GUIDE,
-                                                     DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
+                                                     DEFAULT_PHONE_GUIDE, DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
     parser = subparsers.add_parser("synthesize", help="speak a text in the voice of a reference recording")
     text = parser.add_mutually_exclusive_group(required=True)

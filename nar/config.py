@@ -58,6 +58,10 @@ class VoiceboxConfig:
     # then follow the phones instead of the codes. 0: off.
     code_noise_prob: float = 0.0
     code_noise_max: float = 0.5
+    # Share of the items with phones that train on an AR's teacher-forced samples of their codes (batch key
+    # `ar_codes`, `flexitts data ar-samples`) instead of the codec's: the mistakes the NAR meets at inference,
+    # rather than random ones. 0: off.
+    ar_code_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.mel = MelConfig.from_any(self.mel)
@@ -80,8 +84,8 @@ class VoiceboxConfig:
             raise ConfigError("num_phones (phone conditioning) needs a code encoder: set code_encoder_layers >= 1")
         if self.num_phones < 0 or self.phone_rank < 1 or not 0.0 <= self.phone_drop_prob <= 1.0:
             raise ConfigError("num_phones must be >= 0, phone_rank >= 1 and phone_drop_prob in [0, 1]")
-        if not (0.0 <= self.code_noise_prob <= 1.0 and 0.0 <= self.code_noise_max <= 1.0):
-            raise ConfigError("code_noise_prob and code_noise_max must lie in [0, 1]")
+        if not all(0.0 <= p <= 1.0 for p in (self.code_noise_prob, self.code_noise_max, self.ar_code_prob)):
+            raise ConfigError("code_noise_prob, code_noise_max and ar_code_prob must lie in [0, 1]")
         if self.prior_loss_weight > 0 and not self.code_encoder_layers:
             raise ConfigError("prior_loss_weight needs a code encoder: set code_encoder_layers >= 1")
         if not 0.0 <= self.cond_drop_prob < 1.0 or self.sigma < 0 or self.num_layers < 1:

@@ -165,6 +165,15 @@ class Voicebox(nn.Module, PretrainedMixin):
         replace = torch.rand(codes.shape, device=device) < share[:, None]
         return torch.where(replace, torch.randint_like(codes, c.codebook_size), codes)
 
+    def _swap_in_ar_codes(self, codes: torch.Tensor, ar_codes: torch.Tensor | None,
+                          with_phones: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, G]` with `ar_code_prob` of the items that have phones (`with_phones [B]`) taking their AR
+        samples `ar_codes [B, G]` instead (None: unchanged)."""
+        if ar_codes is None or self.config.ar_code_prob == 0:
+            return codes
+        swap = with_phones & (torch.rand(codes.shape[0], device=codes.device) < self.config.ar_code_prob)
+        return torch.where(swap[:, None], ar_codes.to(codes.device).long(), codes)
+
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Flow-matching loss of one batch.
 
@@ -172,7 +181,8 @@ class Voicebox(nn.Module, PretrainedMixin):
             batch: `mel [B, F, M]` (normalised, as `MelSpectrogram` gives) and `mel_lengths [B]` (or `wav [B, S]`
                 with `wav_lengths [B]`, turned into mel here), `codes [B, G]`, `durations [B, G]` (12.5 Hz frames
                 per code, 0 on padding; `4 * sum == mel_lengths`); optionally `phones [B, 2 * sum(durations)]`
-                (aligned phone ids at 25 Hz, for a model with `num_phones`). Other keys (e.g. `step`) are ignored.
+                (aligned phone ids at 25 Hz, for a model with `num_phones`) and `ar_codes [B, G]` (an AR's samples of
+                the codes, for `ar_code_prob`). Other keys (e.g. `step`) are ignored.
         Returns:
             `loss` and its detached copy `flow`; `context` (share of valid frames given as context).
         """
@@ -194,6 +204,7 @@ class Voicebox(nn.Module, PretrainedMixin):
         if phones is not None:  # some items train without phones, so codes alone still work
             with_phones = torch.rand(batch_size, device=device) >= c.phone_drop_prob
             phones = phones.to(device).long() * with_phones[:, None]
+            codes = self._swap_in_ar_codes(codes, batch.get("ar_codes"), with_phones)
             codes = self._corrupt_codes(codes, with_phones)
         code_ids = self.frame_codes(codes, durations, frames)
 

@@ -30,6 +30,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--asr", default=None, help="CTC phone recogniser checkpoint (default: the bundled one)")
     align.add_argument("--batch-seconds", type=float, default=60.0, help="audio per recogniser batch")
     align.set_defaults(func=run_align)
+    samples = actions.add_parser("ar-samples", help="teacher-forced AR samples of a token cache's codes, for NAR "
+                                 "training on the AR's own mistakes (data.ar_samples)")
+    samples.add_argument("--cache", required=True, help="token cache folder (the file goes into it: ar_samples.npz)")
+    samples.add_argument("--checkpoint", default=None, help="AR checkpoint (default: the bundled demo AR)")
+    samples.add_argument("--settings", default="", help="comma-separated cache settings (default: all)")
+    samples.add_argument("--top-k", type=int, default=5, help="codes kept per draw (default 5, as synthesis)")
+    samples.add_argument("--temperature", type=float, default=1.0)
+    samples.add_argument("--seed", type=int, default=0)
+    samples.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    samples.set_defaults(func=run_ar_samples)
+
+
+def _progress_bar(desc: str):
+    """A tqdm bar and a `progress(done, total)` callback that drives it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=desc, unit="utt", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -42,8 +66,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_tokens(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from codec import FlexiCodec
     from flexitts.data.token_cache import build_token_cache
     from flexitts.errors import DataError
@@ -58,13 +80,7 @@ def run_tokens(args: argparse.Namespace) -> int:
     if not settings:
         settings = ["t0.48"]
     codec = FlexiCodec.from_pretrained(args.checkpoint)
-    bar = tqdm(desc="tokens", unit="utt", dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    bar, progress = _progress_bar("tokens")
     cache = build_token_cache(args.manifest, args.out, codec, settings, args.batch_seconds, progress)
     bar.close()
     if not args.no_align:
@@ -77,19 +93,11 @@ def run_tokens(args: argparse.Namespace) -> int:
 
 
 def _align(cache: str, asr: str | None, batch_seconds: float):
-    from tqdm.auto import tqdm
-
     from codec.asr.ctc_model import CTCPhoneRecognizer
     from flexitts.data.token_cache import align_token_cache
 
     recognizer = CTCPhoneRecognizer.from_pretrained(asr).eval()
-    bar = tqdm(desc="align", unit="utt", dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    bar, progress = _progress_bar("align")
     aligned = align_token_cache(cache, recognizer, batch_seconds, progress)
     bar.close()
     return aligned
@@ -99,4 +107,25 @@ def run_align(args: argparse.Namespace) -> int:
     cache = _align(args.cache, args.asr, args.batch_seconds)
     phones = sum(len(cache.item(i).phone_onsets) for i in range(len(cache)))
     print(f"aligned {args.cache}: {len(cache)} utterances, {phones} phones")
+    return 0
+
+
+def run_ar_samples(args: argparse.Namespace) -> int:
+    import torch
+
+    from ar import ARModel
+    from flexitts.errors import ConfigError
+    from flexitts.training.ar_samples import make_ar_samples
+
+    if args.top_k < 0 or args.temperature <= 0:
+        raise ConfigError("--top-k must be >= 0 and --temperature > 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = ARModel.from_pretrained(args.checkpoint).float()
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()] or None
+    bar, progress = _progress_bar("ar-samples")
+    path, count = make_ar_samples(args.cache, model, args.checkpoint or "demo", settings, args.top_k, args.temperature,
+                                  args.seed, progress)
+    bar.close()
+    print(f"wrote {path}: {count} sequences")
     return 0

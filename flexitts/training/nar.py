@@ -13,6 +13,9 @@ Data section keys:
     max_seconds  longest training window (default 12)
     max_items    use only the first N utterances (default: all)
     valid_limit  validation utterances (default 64)
+    ar_samples   an AR's teacher-forced samples of the cache's codes (`flexitts data ar-samples`; a file, or
+                 `cache` for the train cache's own `ar_samples.npz`): examples carry them as `ar_codes`, which
+                 the model swaps in for `model.ar_code_prob` of its items with phones
 Model section: `VoiceboxConfig` fields (`mel` as a mapping of `MelConfig` fields), plus `preset: demo|paper`
 (the sizes to start from).
 """
@@ -27,6 +30,7 @@ from flexitts.data.phone_alignment import phone_subframes, spoken_positions
 from flexitts.data.token_cache import TokenCache
 from flexitts.text import PhonemeTable
 from flexitts.errors import ConfigError, DataError
+from flexitts.training.ar_samples import read_ar_samples, sample_key
 from flexitts.training.config import RunConfig
 from flexitts.training.loop import Trainer, TrainResult, seed_everything
 from flexitts.training.sampler import BucketBatchSampler
@@ -34,24 +38,27 @@ from nar.config import VoiceboxConfig
 from nar.mel import MelConfig
 from nar.model import Voicebox
 
-DATA_KEYS = {"train", "valid", "settings", "max_seconds", "max_items", "valid_limit"}
+DATA_KEYS = {"train", "valid", "settings", "max_seconds", "max_items", "valid_limit", "ar_samples"}
 
 
 class NARDataset:
-    """Token-cache utterances with their audio: `dataset[i]` -> dict of int16 `wav [S]`, `codes [G]`, `durations [G]`
-    and, with `phones`, the aligned phone ids `phones [2 * sum(durations)]` (`phone_subframes`).
+    """Token-cache utterances with their audio: `dataset[i]` -> dict of int16 `wav [S]`, `codes [G]`, `durations [G]`,
+    with `phones` the aligned phone ids `phones [2 * sum(durations)]` (`phone_subframes`), and with `ar_samples`
+    (`{ITEM_ID/SETTING: codes [G]}`, `flexitts.training.ar_samples`) `ar_codes [G]` (the codec's codes where an
+    utterance has no sample).
 
     Audio is loaded once at `mel.sample_rate` and kept as int16; each utterance is trimmed or zero-padded so that
     its mel has exactly `frames_per_base * frames` frames (`frames` = the cache's 12.5 Hz count).
     """
 
     def __init__(self, cache: TokenCache, mel: MelConfig, settings: Sequence[str] | None = None,
-                 max_seconds: float = 12.0, limit: int | None = None, phones: bool = False):
+                 max_seconds: float = 12.0, limit: int | None = None, phones: bool = False,
+                 ar_samples: dict[str, np.ndarray] | None = None):
         from flexitts.audio import load_audio
 
         if phones and not cache.aligned:
             raise DataError(f"a phone-conditioned NAR needs phone onsets in '{cache.root}': run `flexitts data align --cache {cache.root}`")
-        self.cache, self.mel, self.phones = cache, mel, phones
+        self.cache, self.mel, self.phones, self.ar_samples = cache, mel, phones, ar_samples
         chosen = list(settings) if settings else list(cache.settings)
         missing = sorted(set(chosen) - set(cache.settings))
         if missing or not chosen:
@@ -88,6 +95,12 @@ class NARDataset:
         codes, durations = np.asarray(item.codes[setting], np.int64), np.asarray(item.durations[setting], np.int64)
         if len(codes) == 0 or int(durations.sum()) != item.frames or durations.min() < 1:
             raise DataError(f"token cache item '{item.id}' ({setting}): durations do not cover its {item.frames} frames")
+        ar_codes = None
+        if self.ar_samples is not None:
+            ar_codes = self.ar_samples.get(sample_key(item.id, setting), codes)
+            if len(ar_codes) != len(codes):
+                raise DataError(f"the AR samples of '{item.id}' ({setting}) do not match its {len(codes)} codes: "
+                                "remake them with `flexitts data ar-samples` for this cache")
         wav = self.audio[i]
         base = self.mel.base_samples
         phones = None
@@ -105,6 +118,8 @@ class NARDataset:
             fits = ends - starts[first] <= self.max_frames
             last = max(first, int(np.nonzero(fits)[0].max()))
             codes, durations = codes[first : last + 1], durations[first : last + 1]
+            if ar_codes is not None:
+                ar_codes = ar_codes[first : last + 1]
             if phones is not None:
                 phones = phones[2 * int(starts[first]) : 2 * int(ends[last])]
             lo, hi = int(starts[first]) * base, int(ends[last]) * base
@@ -115,12 +130,14 @@ class NARDataset:
         example = {"wav": wav, "codes": codes, "durations": durations}
         if phones is not None:
             example["phones"] = phones
+        if ar_codes is not None:
+            example["ar_codes"] = np.asarray(ar_codes, np.int64)
         return example
 
 
 def collate_nar(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Pad examples into `wav [B, S]` (float in [-1, 1]), `wav_lengths [B]`, `codes [B, G]`, `durations [B, G]`
-    (and `phones [B, 2 * max frames]` when the examples have them)."""
+    (and `phones [B, 2 * max frames]`, `ar_codes [B, G]` when the examples have them)."""
     wav_lengths = torch.tensor([len(x["wav"]) for x in items])
     token_counts = [len(x["codes"]) for x in items]
     wav = torch.zeros(len(items), int(wav_lengths.max()))
@@ -131,6 +148,10 @@ def collate_nar(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tenso
         codes[row, : len(x["codes"])] = torch.from_numpy(x["codes"])
         durations[row, : len(x["durations"])] = torch.from_numpy(x["durations"])
     batch = {"wav": wav, "wav_lengths": wav_lengths, "codes": codes, "durations": durations}
+    if "ar_codes" in items[0]:
+        batch["ar_codes"] = torch.zeros_like(codes)
+        for row, x in enumerate(items):
+            batch["ar_codes"][row, : len(x["ar_codes"])] = torch.from_numpy(x["ar_codes"])
     if "phones" in items[0]:
         batch["phones"] = torch.zeros(len(items), 2 * int(durations.sum(1).max()), dtype=torch.long)
         for row, x in enumerate(items):
@@ -186,7 +207,14 @@ def train_nar(
     phones = bool(config.num_phones)
     if phones and config.num_phones < len(PhonemeTable.default().symbols):
         raise ConfigError(f"model.num_phones must cover the phoneme table ({len(PhonemeTable.default().symbols)} symbols)")
-    train_set = NARDataset(cache, config.mel, settings, max_seconds, run.data.get("max_items"), phones)
+    samples_source = run.data.get("ar_samples")
+    ar_samples = None
+    if samples_source:
+        ar_samples = read_ar_samples(cache.root if samples_source == "cache" else run.resolve(samples_source))
+    if config.ar_code_prob > 0 and (ar_samples is None or not phones):
+        raise ConfigError("model.ar_code_prob needs phones (model.num_phones) and data.ar_samples (make them with "
+                          "`flexitts data ar-samples --cache DIR`)")
+    train_set = NARDataset(cache, config.mel, settings, max_seconds, run.data.get("max_items"), phones, ar_samples)
     valid_set = None
     if run.data.get("valid"):
         valid_set = NARDataset(TokenCache(run.resolve(run.data["valid"])), config.mel, settings, max_seconds,

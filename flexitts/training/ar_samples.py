@@ -71,10 +71,10 @@ def sample_ar_codes(
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         for row, i in enumerate(indices):
             example = dataset.examples[i]
-            item = cache.item(example.index)
-            own = len(item.codes[example.setting])
+            index_row = cache.rows[example.index]
+            own = int(index_row["tokens"][example.setting])
             end = starts[row] + counts[row] - 1  # the EOS position is not a code
-            samples[sample_key(item.id, example.setting)] = drawn[end - own : end].astype(np.int16)
+            samples[sample_key(index_row["id"], example.setting)] = drawn[end - own : end].astype(np.int16)
         done += len(indices)
         if progress is not None:
             progress(done, len(dataset))

@@ -24,6 +24,9 @@
             (adds phone conditioning, 80 min)
             then flexitts train nar --config configs/nar_demo_robust.yaml --init runs/nar_phones/model
             (codes corrupted where phones are given: follow the phones, 80 min)
+            then flexitts data ar-samples --cache runs/tokens_sub --settings t0.39,t0.48 (the bundle's AR,
+            teacher-forced, ~16 min) and flexitts train nar --config configs/nar_demo_arsamples.yaml
+            --init runs/nar_robust/model (the AR's own mistakes in place of codes, 25 min)
     vocoder flexitts train vocoder --config configs/vocoder_demo.yaml               (budget 40 min)
             then flexitts train vocoder --config configs/vocoder_demo_polish.yaml --init runs/vocoder_demo/model
             (mel loss only, 15 min: a short CPU GAN phase leaves the waveform noisier)
@@ -43,9 +46,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
+
+if TYPE_CHECKING:
+    from flexitts.training.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the source checkout holding configs/
 CORPUS = "corpus/demo"  # ASR, codec and vocoder training; validation and test for every stage
@@ -53,8 +59,9 @@ BIG_CORPUS = "corpus/big"  # its training part feeds the AR and NAR
 BIG_HOURS = 10.0
 TOKENS = "runs/tokens_sub"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
+AR_SAMPLE_SETTINGS = ("t0.39", "t0.48")  # the merged settings around synthesis' 8.3 Hz get the AR's samples
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_robust",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_arsamples",
           "vocoder": "runs/vocoder_refine"}
 # A stage may train in several runs: (config name, run folder, run whose model it starts from).
 RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo"),
@@ -65,7 +72,8 @@ RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", 
                 ("nar_demo_phone", "runs/nar_phone", "runs/nar_prior"),
                 ("nar_demo_subphone", "runs/nar_sub", "runs/nar_phone"),
                 ("nar_demo_phones", "runs/nar_phones", "runs/nar_sub"),
-                ("nar_demo_robust", "runs/nar_robust", "runs/nar_phones")],
+                ("nar_demo_robust", "runs/nar_robust", "runs/nar_phones"),
+                ("nar_demo_arsamples", "runs/nar_arsamples", "runs/nar_robust")],
         "vocoder": [("vocoder_demo", "runs/vocoder_demo", None),
                     ("vocoder_demo_polish", "runs/vocoder_demo_polish", "runs/vocoder_demo"),
                     ("vocoder_demo_refine", "runs/vocoder_refine", "runs/vocoder_demo_polish")]}
@@ -78,7 +86,21 @@ class RecipeStep:
     detail: str
 
 
-def _train(model: str, log: Callable[[str], None]) -> str:
+def _ar_samples(run: RunConfig, bundle: Path, log: Callable[[str], None]) -> None:
+    """Draw the teacher-forced AR samples a NAR run asks for (`data.ar_samples: cache`) with the bundle's AR (the
+    AR stage exported it), unless its token cache has them."""
+    from ar import ARModel
+    from flexitts.training.ar_samples import SAMPLES_FILE, make_ar_samples
+
+    cache = run.resolve(run.data.get("train", ""))
+    if run.data.get("ar_samples") != "cache" or (cache / SAMPLES_FILE).is_file():
+        return
+    log(f"nar: AR samples of {cache} by {bundle / 'ar'}")
+    with torch.no_grad():
+        make_ar_samples(cache, ARModel.from_pretrained(bundle / "ar").float(), str(bundle / "ar"), AR_SAMPLE_SETTINGS)
+
+
+def _train(model: str, bundle: Path, log: Callable[[str], None]) -> str:
     import importlib
 
     from flexitts.cli.train import TRAINERS
@@ -96,7 +118,9 @@ def _train(model: str, log: Callable[[str], None]) -> str:
         resume = latest_checkpoint(run_dir) is not None
         log(f"{model}: training into {run_dir}{' (resuming)' if resume else ''}")
         start = str(ROOT / init / FINAL_MODEL) if init and not resume else None
-        result, _ = train(load_run_config(ROOT / "configs" / f"{config}.yaml"), None, None, start, resume, True)
+        run = load_run_config(ROOT / "configs" / f"{config}.yaml")
+        _ar_samples(run, bundle, log)
+        result, _ = train(run, None, None, start, resume, True)
         details.append(f"{config}: step {result.step}{' (time budget reached)' if result.stopped_by_budget else ''}")
     return "; ".join(details)
 
@@ -176,7 +200,7 @@ def run_recipe(stages: tuple[str, ...] = STAGES, bundle: str | os.PathLike | Non
         elif stage == "export":
             detail = str(export_bundle(bundle or demo_bundle_dir(), log))
         else:
-            detail = _train(stage, log)
+            detail = _train(stage, Path(bundle or demo_bundle_dir()), log)
             export_bundle(bundle or demo_bundle_dir(), log, (stage,))
         steps.append(RecipeStep(stage, True, detail))
         log(f"{stage}: {detail}")

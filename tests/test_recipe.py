@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ar import ARConfig, ARModel
@@ -69,3 +70,26 @@ def test_recipe_runs_chain_into_the_exported_model(model: str) -> None:
 def test_token_stages_read_the_recipe_token_cache(config_name: str) -> None:
     run = load_run_config(recipe.ROOT / "configs" / f"{config_name}.yaml")
     assert run.resolve(run.data["train"]).resolve() == (recipe.ROOT / recipe.TOKENS).resolve()
+
+
+def test_the_nar_stage_draws_the_ar_samples_its_run_asks_for_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flexitts.data.token_cache import TokenCache
+    from flexitts.training.ar_samples import SAMPLES_FILE, read_ar_samples, sample_ar_codes
+    from tests.test_ar_samples import table_model
+    from tests.test_ar_training import write_cache
+
+    monkeypatch.setattr(recipe, "AR_SAMPLE_SETTINGS", ("r6.25",))  # the tiny cache's merged setting
+    cache = write_cache(tmp_path / "tokens", 6, seed=5)
+    table_model(seed=2).save_pretrained(tmp_path / "bundle" / "ar")
+    config = tmp_path / "nar.yaml"
+    config.write_text(f"out_dir: out\nmodel: {{}}\ntraining: {{max_steps: 1}}\ndata: {{train: {cache}}}\n")
+    recipe._ar_samples(load_run_config(config), tmp_path / "bundle", print)
+    assert not (cache / SAMPLES_FILE).exists()  # the run does not ask for them
+    config.write_text(config.read_text().replace(f"{cache}}}", f"{cache}, ar_samples: cache}}"))
+    recipe._ar_samples(load_run_config(config), tmp_path / "bundle", print)
+    written = read_ar_samples(cache)
+    expected = sample_ar_codes(TokenCache(cache), ARModel.from_pretrained(tmp_path / "bundle" / "ar").float(), ["r6.25"])
+    assert set(written) == set(expected) and all(np.array_equal(written[k], expected[k]) for k in expected)
+    stamp = (cache / SAMPLES_FILE).stat().st_mtime_ns
+    recipe._ar_samples(load_run_config(config), tmp_path / "bundle", print)
+    assert (cache / SAMPLES_FILE).stat().st_mtime_ns == stamp  # drawn once

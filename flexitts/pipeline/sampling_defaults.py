@@ -37,10 +37,13 @@ DEFAULT_PHONE_GUIDE = 1.0
 # weight * (v(codes, phones) - v(codes)), towards the text's phones where the AR's codes disagree. 0: off.
 # On 20 test sentences (mb-us1 reference, phone NAR after 3000 steps): WER 0.662 (off), 0.623 (1), 0.606 (3); with
 # the code-noise NAR (configs/nar_demo_robust.yaml, 2000 steps): 0.602 (3), 0.675 (6). It costs one more NAR pass
-# a step.
-DEFAULT_PHONE_CFG = 3.0
+# a step. The shipped NAR (configs/nar_demo_arsamples.yaml) trained on the AR's own mistakes and follows the phones
+# without it: means of two seeds, mb-us1 WER 0.597, PER 0.351, similarity 0.824 at weight 0 (0.569 / 0.344 / 0.820
+# at 3); held-out mb-us3 0.502 / 0.318 / 0.770 (0.541 / 0.310 / 0.771 at 3). Off by default, which saves the pass.
+DEFAULT_PHONE_CFG = 0.0
 # Phone guidance runs on the NAR steps that start before this flow time (0..1; 1: every step): the content is
-# settled early in the flow, and each guided step costs one more pass. With the shipped bundle (weight 3, 20 test
-# sentences, mb-us1): until 1.0 gave WER 0.684, similarity 0.804, PER 0.391; 0.5 gave 0.580 / 0.825 / 0.393;
-# 0.25 (the first 4 of 15 steps) 0.554 / 0.830 / 0.398, and the pipeline's RTF falls from 0.59 back under 0.5.
+# settled early in the flow, and each guided step costs one more pass. With configs/nar_demo_robust.yaml's NAR
+# (weight 3, 20 test sentences, mb-us1): until 1.0 gave WER 0.684, similarity 0.804, PER 0.391; 0.5 gave
+# 0.580 / 0.825 / 0.393; 0.25 (the first 4 of 15 steps) 0.554 / 0.830 / 0.398, and the pipeline's RTF falls from
+# 0.59 back under 0.5.
 DEFAULT_PHONE_CFG_UNTIL = 0.25

@@ -8,8 +8,8 @@ AR teacher-forced, after another utterance of the same speaker as its prompt (as
 sampled from the AR's distribution at its position (top-k, temperature; never EOS). Durations are the cache's,
 so the samples line up with the audio.
 
-    DIR/ar_samples.npz   one int16 array `[G]` per `ITEM_ID/SETTING`, plus `_meta` (JSON: AR fingerprint, top_k,
-                         temperature, seed), written atomically
+    DIR/ar_samples.npz   one int16 array `[G]` per `ITEM_ID/SETTING`, plus `_meta` (JSON: the AR checkpoint, top_k,
+                         temperature, seed, settings), written atomically
 """
 from __future__ import annotations
 

@@ -137,25 +137,18 @@ class NARDataset:
 
 def collate_nar(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Pad examples into `wav [B, S]` (float in [-1, 1]), `wav_lengths [B]`, `codes [B, G]`, `durations [B, G]`
-    (and `phones [B, 2 * max frames]`, `ar_codes [B, G]` when the examples have them)."""
+    (and `phones [B, 2 * max frames]`, `ar_codes [B, G]` when the examples have them); integer rows are 0-padded."""
     wav_lengths = torch.tensor([len(x["wav"]) for x in items])
-    token_counts = [len(x["codes"]) for x in items]
     wav = torch.zeros(len(items), int(wav_lengths.max()))
-    codes = torch.zeros(len(items), max(token_counts), dtype=torch.long)
-    durations = torch.zeros_like(codes)
     for row, x in enumerate(items):
         wav[row, : len(x["wav"])] = torch.from_numpy(x["wav"].astype(np.float32) / 32768.0)
-        codes[row, : len(x["codes"])] = torch.from_numpy(x["codes"])
-        durations[row, : len(x["durations"])] = torch.from_numpy(x["durations"])
-    batch = {"wav": wav, "wav_lengths": wav_lengths, "codes": codes, "durations": durations}
-    if "ar_codes" in items[0]:
-        batch["ar_codes"] = torch.zeros_like(codes)
-        for row, x in enumerate(items):
-            batch["ar_codes"][row, : len(x["ar_codes"])] = torch.from_numpy(x["ar_codes"])
-    if "phones" in items[0]:
-        batch["phones"] = torch.zeros(len(items), 2 * int(durations.sum(1).max()), dtype=torch.long)
-        for row, x in enumerate(items):
-            batch["phones"][row, : len(x["phones"])] = torch.from_numpy(x["phones"])
+    batch = {"wav": wav, "wav_lengths": wav_lengths}
+    for key in ("codes", "durations", "ar_codes", "phones"):
+        if key in items[0]:
+            padded = torch.zeros(len(items), max(len(x[key]) for x in items), dtype=torch.long)
+            for row, x in enumerate(items):
+                padded[row, : len(x[key])] = torch.from_numpy(np.asarray(x[key], np.int64))
+            batch[key] = padded
     return batch
 
 

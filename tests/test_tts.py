@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from flexitts.errors import AudioError, CheckpointError, ConfigError, TextError
+from flexitts.errors import AudioError, CheckpointError, ConfigError, DataError, TextError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -203,6 +203,31 @@ def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     assert result["tokens_per_second"] > 0 and "| WER |" in render_tts_markdown(result)
     # The bundle's recogniser reads phones from the outputs and the originals (random ones: a random tiny model).
     assert result["per"] >= 0 and all(isinstance(i["original_phones"], str) for i in result["items"])
+    assert "direct_wer" not in result
+
+
+def test_eval_tts_direct_voice_baseline(tts, real_speech_16k, tmp_path):
+    """`direct_voice` scores the sentences as spoken by that corpus voice through espeak-ng: the WER baseline
+    of "the same sentences spoken by that voice directly"."""
+    from flexitts.data.manifest import Utterance, write_manifest
+    from flexitts.evaluation.tts_eval import evaluate_tts, render_tts_markdown
+    from flexitts.evaluation.wer import word_error_rate
+
+    speech, rate = sf.read(real_speech_16k, dtype="float32")
+    sf.write(tmp_path / "0.wav", speech[:24000], rate)
+    write_manifest(tmp_path / "m.jsonl", [Utterance("0.wav", "We were just waiting for someone to take the lead.", "a", 1.5)])
+    with pytest.raises(DataError, match="direct-voice"):
+        evaluate_tts(tts, tmp_path / "m.jsonl", ref_strategy="fixed", ref=str(real_speech_16k), direct_voice="mb-zz9")
+    result = evaluate_tts(tts, tmp_path / "m.jsonl", ref_strategy="fixed", ref=str(real_speech_16k),
+                          options={"steps": 1}, direct_voice="mb-us1")
+    item = result["items"][0]
+    assert result["direct_voice"] == "mb-us1"
+    assert result["direct_wer"] == word_error_rate([item["text"]], [item["direct_hypothesis"]])
+    # espeak-ng's clear diphone speech is mostly recognised; the random tiny bundle's output is not.
+    assert result["direct_wer"] < 0.2 and "waiting" in item["direct_hypothesis"]
+    expected_ratio = result["wer"] / result["direct_wer"] if result["direct_wer"] > 0 else None
+    assert result["direct_wer_ratio"] == (pytest.approx(expected_ratio) if expected_ratio else None)
+    assert "spoken directly by the corpus voice mb-us1" in render_tts_markdown(result)
 
 
 def test_nar_precision_choice(bundle, real_speech_16k):

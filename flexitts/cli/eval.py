@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--phone-cfg", type=float, default=None, help="NAR phone guidance weight (default: the pipeline's)")
     tts.add_argument("--phone-cfg-until", type=float, default=None,
                      help="phone guidance on the NAR steps before this flow time, 0..1 (default: the pipeline's)")
+    tts.add_argument("--speed", type=float, default=None, help="speaking-rate factor (default: the pipeline's 1.0)")
+    tts.add_argument("--direct-voice", default=None,
+                     help="also score the sentences spoken directly by this corpus voice (e.g. mb-us1, the reference's "
+                          "voice): the baseline WER of 'that voice directly'")
     tts.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     tts.add_argument("--recognizer", default=None, help="pocketsphinx (default) or whisper:PATH (an openai-whisper .pt)")
     tts.set_defaults(func=run_tts)
@@ -101,10 +105,11 @@ def run_tts(args: argparse.Namespace) -> int:
     options.update({k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                       ("candidates", args.candidates), ("text_cfg", args.text_cfg),
                                       ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg),
-                                      ("phone_cfg_until", args.phone_cfg_until))
+                                      ("phone_cfg_until", args.phone_cfg_until), ("speed", args.speed))
                     if v is not None})
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
-                          args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer)
+                          args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer,
+                          direct_voice=args.direct_voice)
     markdown = render_tts_markdown(result)
     print(markdown)
     if args.out:

@@ -1,7 +1,8 @@
 """Voices and speakers of the synthetic corpus.
 
 A *voice* is what `espeak-ng -v` takes: one of the four English mbrola diphone voices (`mb-us1` female, `mb-us2`,
-`mb-us3`, `mb-en1` male; 16 kHz) or an espeak-ng formant voice (`en-us`, `en-gb`, ...; 22050 Hz) optionally with
+`mb-us3`, `mb-en1` male; 16 kHz), an accented one (English on another language's diphones, `mb-de1-en`) or an
+espeak-ng formant voice (`en-us`, `en-gb`, ...; 22050 Hz) optionally with
 a variant (`en-us+f3`). A *speaker* is a voice at one pitch (`-p`) and rate (`-s`): every voice gives the plain
 speaker plus `PITCH_RATE_VARIANTS`, so eight voices make 24 speakers. Speaker ids are stable and path-safe:
 `mb-us1`, `mb-us1-p70s140`, `en-us-f3`, `en-us-f3-p35s170`.
@@ -27,6 +28,15 @@ PITCH_RATE_VARIANTS: tuple[tuple[int, int], ...] = ((70, 140), (35, 170))
 
 # mbrola English voices: name -> gender. espeak-ng outputs them at the diphone database's 16 kHz.
 MBROLA_VOICES: dict[str, str] = {"mb-us1": "female", "mb-us2": "male", "mb-us3": "male", "mb-en1": "male"}
+# espeak-ng's English spoken through other languages' mbrola databases (`mb-de1-en`: British English pronunciations
+# mapped onto a German speaker's diphones): accented, but 16 more diphone speakers for a speaker-robust recogniser.
+# Each needs its Debian package (`mbrola-de1`, ...); espeak-ng writes them at 16 or 22.05 kHz.
+MBROLA_ACCENTED_VOICES: dict[str, str] = {
+    "mb-af1-en": "male", "mb-de1-en": "female", "mb-de2-en": "male", "mb-de3-en": "female", "mb-de4-en": "male",
+    "mb-de5-en": "female", "mb-de6-en": "male", "mb-fr1-en": "male", "mb-fr4-en": "female", "mb-gr2-en": "male",
+    "mb-hu1-en": "female", "mb-nl2-en": "male", "mb-pl1-en": "female", "mb-ro1-en": "male", "mb-sw1-en": "male",
+    "mb-sw2-en": "female",
+}
 MBROLA_DIRS = (Path("/usr/share/mbrola"), Path("/usr/lib/x86_64-linux-gnu/mbrola"), Path("/usr/local/share/mbrola"))
 # espeak-ng English formant voices (22050 Hz); each may take a variant, e.g. `en-us+f3`.
 ESPEAK_VOICES: tuple[str, ...] = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp")
@@ -39,8 +49,6 @@ DEFAULT_VOICES: tuple[str, ...] = ("mb-us1", "mb-us2", "mb-us3", "mb-en1", "en-u
 # One whole mbrola voice and one espeak voice variant are never trained on (patterns match speaker ids).
 DEFAULT_HELDOUT: tuple[str, ...] = ("mb-us3*", "en-gb-m3*")
 
-MBROLA_RATE = 16000
-ESPEAK_RATE = 22050
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,14 @@ class Voice:
     @property
     def language(self) -> str:
         """The espeak-ng language whose pronunciations this voice speaks (for phoneme targets)."""
-        if self.engine == "mbrola":
-            return "en-gb" if self.name == "mb-en1" else "en-us"
+        if self.engine == "mbrola":  # the accented voices speak espeak-ng's "en", which is British
+            return "en-gb" if self.name == "mb-en1" or self.name in MBROLA_ACCENTED_VOICES else "en-us"
         return "en-gb" if self.name.startswith("en-gb") else "en-us"
 
     @property
-    def native_rate(self) -> int:
-        """The sample rate espeak-ng writes for this voice."""
-        return MBROLA_RATE if self.engine == "mbrola" else ESPEAK_RATE
+    def database(self) -> str:
+        """The mbrola diphone database an mbrola voice speaks with (`mb-us1` -> `us1`, `mb-de1-en` -> `de1`)."""
+        return self.name[len("mb-") :].removesuffix("-en")
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,8 @@ class Speaker:
 def available_voices_text() -> str:
     """A one-line description of the voices `resolve_voice` accepts (for error messages)."""
     return (
-        f"{', '.join(MBROLA_VOICES)} (mbrola), {', '.join(ESPEAK_VOICES)} (espeak-ng, optionally with a "
+        f"{', '.join(MBROLA_VOICES)} (mbrola), {', '.join(MBROLA_ACCENTED_VOICES)} (accented mbrola), "
+        f"{', '.join(ESPEAK_VOICES)} (espeak-ng, optionally with a "
         "variant +f1..+f5 or +m1..+m8, e.g. en-us+f3)"
     )
 
@@ -109,6 +118,8 @@ def resolve_voice(name: str) -> Voice:
     key = name.strip()
     if key in MBROLA_VOICES:
         return Voice(key, MBROLA_VOICES[key], "mbrola")
+    if key in MBROLA_ACCENTED_VOICES:
+        return Voice(key, MBROLA_ACCENTED_VOICES[key], "mbrola")
     match = re.fullmatch(r"(.+?)(?:[+-]([fm]\d))?", key)
     if match and match.group(1) in ESPEAK_VOICES:
         base, variant = match.group(1), match.group(2)
@@ -173,7 +184,7 @@ def select_heldout(speakers: Sequence[Speaker], patterns: Sequence[str] | None) 
 
 def find_mbrola_database(voice: Voice) -> Path | None:
     """The installed mbrola diphone database of an mbrola voice (`mb-us1` -> .../mbrola/us1/us1), or None."""
-    short = voice.name[len("mb-") :]
+    short = voice.database
     for root in MBROLA_DIRS:
         for candidate in (root / short / short, root / short):
             if candidate.is_file():
@@ -195,7 +206,7 @@ def check_dependencies(voices: Sequence[Voice]) -> str:
     for voice in mbrola:
         if find_mbrola_database(voice) is None:
             raise DependencyError(
-                f"the mbrola voice {voice.name} is not installed (Debian package mbrola-{voice.name[3:]}): "
+                f"the mbrola voice {voice.name} is not installed (Debian package mbrola-{voice.database}): "
                 "run `make setup` or leave it out of --voices"
             )
     return espeak

@@ -1,6 +1,7 @@
 """`flexitts eval tts`: synthesise each sentence of a manifest with a reference voice, then measure
-intelligibility (pocketsphinx WER beside the original recording's WER), speaker similarity to the reference
-(and the original's, as a ceiling), real-time factor and tokens per second of speech."""
+intelligibility (pocketsphinx WER beside the original recording's WER, and optionally beside the WER of the same
+sentences spoken directly by the reference's corpus voice), speaker similarity to the reference (and the original's,
+as a ceiling), real-time factor and tokens per second of speech."""
 from __future__ import annotations
 
 import os
@@ -44,8 +45,13 @@ def evaluate_tts(
     options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     recognizer: str | None = None,
+    direct_voice: str | None = None,
 ) -> dict[str, Any]:
-    """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...)."""
+    """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...).
+
+    `direct_voice`: a corpus voice (`mb-us1`, see `flexitts.corpus.voices`) that also speaks every sentence
+    through espeak-ng at the corpus's default pitch and rate: `direct_wer` is its WER, the baseline when the
+    reference is that voice ("the same sentences spoken by that voice directly")."""
     from flexitts.audio import load_audio
     from flexitts.evaluation.phones import PhoneReader, phone_error_rate
     from flexitts.evaluation.similarity import SpeakerSimilarity
@@ -62,6 +68,7 @@ def evaluate_tts(
         raise DataError(f"'{path}' has no utterance{' of speakers ' + speaker_prefix + '*' if speaker_prefix else ''}")
     refs = pick_references(rows, pool) if ref_strategy == "same-speaker" else [None] * len(rows)
     asr, similarity = make_recognizer(recognizer), SpeakerSimilarity()
+    direct_speaker = _direct_speaker(direct_voice) if direct_voice else None
     # Phones of the output against those of the original, both read by the bundle's recogniser (when it has one).
     reader = PhoneReader(tts.asr) if getattr(tts, "asr", None) is not None else None
     items = []
@@ -83,12 +90,19 @@ def evaluate_tts(
             "seconds": len(wav) / rate, "rtf": seconds / max(1e-9, len(wav) / rate),
             "tokens": int(len(info.codes)), "frame_rate": info.frame_rate, "timings": info.timings,
         })
+        if direct_speaker is not None:
+            items[-1]["direct_hypothesis"] = asr.transcribe(_speak(direct_speaker, row.text, rate), rate)
         if progress is not None:
             progress(number + 1, len(rows))
     texts = [i["text"] for i in items]
     wer = word_error_rate(texts, [i["hypothesis"] for i in items])
     gt_wer = word_error_rate(texts, [i["original_hypothesis"] for i in items])
     total_seconds = sum(i["seconds"] for i in items)
+    direct: dict[str, Any] = {}
+    if direct_speaker is not None:
+        direct_wer = word_error_rate(texts, [i["direct_hypothesis"] for i in items])
+        direct = {"direct_voice": direct_speaker.id, "direct_wer": direct_wer,
+                  "direct_wer_ratio": wer / direct_wer if direct_wer > 0 else None}
     return {
         "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
         "wer": wer, "original_wer": gt_wer, "wer_ratio": wer / gt_wer if gt_wer > 0 else None,
@@ -97,14 +111,43 @@ def evaluate_tts(
         "original_similarity": float(np.mean([i["original_similarity"] for i in items])),
         "rtf": float(np.mean([i["rtf"] for i in items])),
         "tokens_per_second": sum(i["tokens"] for i in items) / max(1e-9, total_seconds),
+        **direct,
         "items": items,
     }
+
+
+def _direct_speaker(voice: str) -> Any:
+    """The corpus speaker of `voice` at the default pitch and rate (`DataError` if espeak-ng or it is missing)."""
+    from flexitts.corpus.voices import Speaker, check_dependencies, resolve_voice
+    from flexitts.errors import FlexiTTSError
+
+    try:
+        resolved = resolve_voice(voice)
+        check_dependencies([resolved])
+    except FlexiTTSError as error:
+        raise DataError(f"--direct-voice: {error}") from None
+    return Speaker(resolved.id, resolved)
+
+
+def _speak(speaker: Any, text: str, rate: int) -> np.ndarray:
+    """`text` spoken by the corpus speaker at `rate` Hz."""
+    import torch
+
+    from flexitts.audio import resample
+    from flexitts.corpus.synth import SAMPLE_RATE, synthesize
+
+    return resample(torch.from_numpy(synthesize(speaker, text)), SAMPLE_RATE, rate).numpy()
 
 
 def render_tts_markdown(result: dict[str, Any]) -> str:
     """A short markdown table of the means."""
     ratio = f"{result['wer_ratio']:.2f}" if result["wer_ratio"] is not None else "n/a"
     per = f"{result['per']:.3f}" if result.get("per") is not None else "n/a"
+    direct = []
+    if result.get("direct_wer") is not None:
+        direct_ratio = f"{result['direct_wer_ratio']:.2f}" if result["direct_wer_ratio"] is not None else "n/a"
+        direct = [f"The same sentences spoken directly by the corpus voice {result['direct_voice']} (espeak-ng): "
+                  f"WER {result['direct_wer']:.3f}; the output's WER is {direct_ratio}x that.", ""]
     return "\n".join([
         f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances, references: {result['ref_strategy']})",
         "",
@@ -113,6 +156,7 @@ def render_tts_markdown(result: dict[str, Any]) -> str:
         f"| {result['wer']:.3f} | {result['original_wer']:.3f} | {ratio} | {result['similarity']:.3f} | "
         f"{result['original_similarity']:.3f} | {result['rtf']:.3f} | {result['tokens_per_second']:.2f} | {per} |",
         "",
+        *direct,
         "PER: phone error rate of the output against the original recording, both read by the bundle's CTC "
         "recogniser (0 = the same phones; `flexitts.evaluation.phones`).",
         "",

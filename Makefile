@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # chromium (+ fonts-liberation, a Recommends that apt's --no-install-recommends skips) drives the web demo's
 # browser test through Playwright: no browser download, Debian's /usr/bin/chromium is launched directly.
 APT_PACKAGES := espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 wordnet-base fortunes chromium fonts-liberation
+# Optional: the 16 other languages' mbrola databases behind the accented corpus voices (`mb-de1-en`, ...; see
+# flexitts/corpus/voices.py). Not needed by the demo or the tests.
+ACCENTED_VOICE_PACKAGES := $(addprefix mbrola-,af1 de1 de2 de3 de4 de5 de6 fr1 fr4 gr2 hu1 nl2 pl1 ro1 sw1 sw2)
 SYSTEM_STAMP := $(VENV)/.system-packages
 PYTHON_STAMP := $(VENV)/.python-packages
 # resemblyzer's wheel requires the old `typing` backport; install it without dependencies (they are in [eval]).
@@ -16,7 +19,7 @@ DEMO_VOICE := flexitts/assets/demo/voices/mb-us1.flac
 DEMO_REF_TEXT := The Surgeon General has determined that cigarette smoking is hazardous to your health.
 DEMO_TEXT := Dynamic frame rate tokens let a language model speak with fewer steps per second.
 
-.PHONY: setup test demo bundle clean
+.PHONY: setup setup-accented-voices test demo bundle clean
 
 setup: $(SYSTEM_STAMP) $(PYTHON_STAMP)
 
@@ -26,6 +29,9 @@ $(BIN)/python:
 $(SYSTEM_STAMP): Makefile scripts/setup-system.sh scripts/flexitts-nonfree.sources | $(BIN)/python
 	bash scripts/setup-system.sh $(APT_PACKAGES)
 	touch $@
+
+setup-accented-voices: $(SYSTEM_STAMP)
+	bash scripts/setup-system.sh $(ACCENTED_VOICE_PACKAGES)
 
 $(PYTHON_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip

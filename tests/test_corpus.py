@@ -299,6 +299,12 @@ def test_errors_are_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(DependencyError, match="make setup"):
         _make(out)
     assert not out.exists()
+    monkeypatch.setattr(voices.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(voices, "find_mbrola_database", lambda voice: None)  # a database not installed
+    with pytest.raises(DependencyError, match=r"mbrola-de1\): run `make setup-accented-voices`"):
+        voices.check_dependencies([voices.resolve_voice("mb-de1-en")])
+    with pytest.raises(DependencyError, match=r"mbrola-us2\): run `make setup`"):
+        voices.check_dependencies([voices.resolve_voice("mb-us2")])
 
 
 @needs_espeak

@@ -207,6 +207,7 @@ def check_dependencies(voices: Sequence[Voice]) -> str:
         if find_mbrola_database(voice) is None:
             raise DependencyError(
                 f"the mbrola voice {voice.name} is not installed (Debian package mbrola-{voice.database}): "
-                "run `make setup` or leave it out of --voices"
+                f"run `make {'setup-accented-voices' if voice.name in MBROLA_ACCENTED_VOICES else 'setup'}` "
+                "or leave it out of --voices"
             )
     return espeak

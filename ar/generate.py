@@ -228,7 +228,7 @@ def generate(
         match_rate: tilt each duration distribution (exponentially, the least change in KL) so that its mean is
             `12.5 / rate` frames plus half the frames the speech so far is short of that pace: the speech then
             comes at the asked token rate (within about a token) even when the duration head under-predicts long
-            merges. Greedy durations then take the tilted argmax.
+            merges. A duration temperature is applied before the tilt; greedy durations take the tilted argmax.
         text_cfg: classifier-free guidance on the text, weight w: code log-probabilities become
             `log p(s | text) + w (log p(s | text) - log p(s | no text))`, the second term from a copy of each item
             whose prefix has no phonemes (run in the same batch, fed the same tokens). 0: off.
@@ -453,12 +453,15 @@ def _loop(
             dur_logits = model.duration_head(state).to(_sampling_dtype(state))
             if guided:  # durations follow the text-conditioned rows
                 dur_logits = torch.cat([dur_logits[:half], dur_logits[:half]])
+            draw_temperature = duration_temperature
             if match_rate:
+                if duration_temperature > 0:  # temper before tilting: the distribution drawn from has the aimed mean
+                    dur_logits, draw_temperature = dur_logits / duration_temperature, 1.0
                 # Aim each draw at the mean plus a share of the frames still owed, so the realised rate
                 # tracks the target over the utterance instead of drifting like a random walk.
                 owed = mean_duration * (step - 1) - out_durs[:, : step - 1].sum(dim=1)
                 dur_logits = tilt_to_mean(dur_logits, duration_values, mean_duration + RATE_FEEDBACK * owed)
-            chosen = sample_from_logits(dur_logits, uniforms[:, 0], duration_temperature, duration_top_k)
+            chosen = sample_from_logits(dur_logits, uniforms[:, 0], draw_temperature, duration_top_k)
             out_durs[:, step - 1] = torch.where(active, chosen + 1, out_durs[:, step - 1])
             previous_duration = chosen
             if phones is not None:

@@ -104,6 +104,14 @@ class _Prompt:
     onsets: np.ndarray | None = None  # base-frame onsets of the transcript's phones (phone-pointer AR only)
 
 
+def synthesis_options() -> list[str]:
+    """The keyword options `TTS.synthesize` and `TTS.synthesize_stream` take."""
+    import inspect
+
+    internal = {"self", "text", "ref_audio", "ref_text", "streaming"}
+    return [name for name in inspect.signature(TTS._run).parameters if name not in internal]
+
+
 class TTS:
     """Zero-shot TTS on dynamic-rate tokens. Build with `TTS.from_pretrained()` (the bundled demo models)."""
 

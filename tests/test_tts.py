@@ -307,3 +307,20 @@ def test_phone_pointer_ar_gets_the_reference_phone_onsets(tts, real_speech_16k):
                                       phone_cfg=DEFAULT_PHONE_CFG + 2.0)
     assert seen["phone_cfg"] == DEFAULT_PHONE_CFG + 2.0 and len(guided) == len(wav) and not np.allclose(guided, wav)
     assert tts.encode_reference(real_speech_16k, REF_TEXT).onsets is None  # no pointer, no alignment work
+
+
+def test_eval_tts_options_parse_as_json_and_are_checked(capsys):
+    from flexitts.cli.eval import parse_options
+    from flexitts.cli.main import main
+    from flexitts.tts import synthesis_options
+
+    known = synthesis_options()
+    assert {"duration_temperature", "pace", "candidates", "steps"} <= set(known) and "streaming" not in known
+    parsed = parse_options(["duration_temperature=0.7", "pace=[0.9, 1.1]", "match_rate=false"], known)
+    assert parsed == {"duration_temperature": 0.7, "pace": [0.9, 1.1], "match_rate": False}
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        parse_options(["duration_temperature"], known)
+    # An unknown option is refused before any model loads: one line, exit status 2.
+    assert main(["eval", "tts", "--manifest", "missing.jsonl", "--option", "durations=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "durations is not a synthesis option" in err

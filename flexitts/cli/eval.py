@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any, Iterable
+
+from flexitts.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--phone-cfg-until", type=float, default=None,
                      help="phone guidance on the NAR steps before this flow time, 0..1 (default: the pipeline's)")
     tts.add_argument("--speed", type=float, default=None, help="speaking-rate factor (default: the pipeline's 1.0)")
+    tts.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other `TTS.synthesize` option, e.g. duration_temperature=0.7 or pace=[0.9,1.1] "
+                          "(VALUE read as JSON, else as text; repeatable)")
     tts.add_argument("--direct-voice", default=None,
                      help="also score the sentences spoken directly by this corpus voice (e.g. mb-us1, the reference's "
                           "voice): the baseline WER of 'that voice directly'")
@@ -95,18 +102,39 @@ def run_asr(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_options(pairs: list[str], known: Iterable[str]) -> dict[str, Any]:
+    """`["key=value", ...]` -> {key: value}, each value read as JSON (numbers, lists, true/null) or kept as text;
+    every key must be in `known`."""
+    known = set(known)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--option '{pair}' is not KEY=VALUE: write e.g. --option duration_temperature=0.7")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"--option {unknown[0]} is not a synthesis option: choose among {', '.join(sorted(known))}")
+    return options
+
+
 def run_tts(args: argparse.Namespace) -> int:
     from flexitts.evaluation.tts_eval import evaluate_tts, render_tts_markdown
     from flexitts.fileio import write_json_atomic, write_text_atomic
-    from flexitts.tts import TTS
+    from flexitts.tts import TTS, synthesis_options
 
-    tts = TTS.from_pretrained(args.checkpoint)
     options = {"merging_threshold": args.threshold, "frame_rate": args.frame_rate, "steps": args.steps, "cfg": args.cfg}
     options.update({k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                       ("candidates", args.candidates), ("text_cfg", args.text_cfg),
                                       ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg),
                                       ("phone_cfg_until", args.phone_cfg_until), ("speed", args.speed))
                     if v is not None})
+    # The evaluation sets each sentence's seed itself (--seed), and a callback cannot come from the command line.
+    options.update(parse_options(args.option, set(synthesis_options()) - {"seed", "progress"}))
+    tts = TTS.from_pretrained(args.checkpoint)
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
                           args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer,
                           direct_voice=args.direct_voice)
@@ -123,7 +151,6 @@ def run_codec(args: argparse.Namespace) -> int:
 
     from flexitts.benchmarks.codec import load_utterances
     from flexitts.cli.codec import load_codec
-    from flexitts.errors import ConfigError
     from flexitts.evaluation.codec_eval import (CodecSetting, evaluate_codec, render_codec_markdown,
                                                 render_results_page, results_rows, results_settings, write_outputs)
 

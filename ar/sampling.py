@@ -48,20 +48,23 @@ def sample_from_logits(
     return choice if index is None else index.gather(1, choice[:, None]).squeeze(1)
 
 
-def tilt_to_mean(logits: torch.Tensor, values: torch.Tensor, target: torch.Tensor, iterations: int = 40) -> torch.Tensor:
-    """Exponentially tilt categorical logits `[B, K]` (`p'(k) ∝ p(k) exp(lam * values[k])`) so that the mean
-    of `values [K]` under `p'` is `target [B]` (clamped into the values' range); `lam` per row by bisection.
+def tilt_to_mean(logits: torch.Tensor, values: torch.Tensor, target: torch.Tensor, iterations: int = 40,
+                 feature: torch.Tensor | None = None) -> torch.Tensor:
+    """Exponentially tilt categorical logits `[B, K]` (`p'(k) ∝ p(k) exp(lam * feature[k])`, `feature` = `values`
+    unless given, e.g. their logarithm; it must grow with them) so that the mean of `values [K]` under `p'` is
+    `target [B]` (clamped into the values' range); `lam` per row by bisection.
 
     The closest distribution to `p` (in KL) with that mean: the model's preferences are kept, only shifted.
     """
     values = values.to(logits.dtype)
+    feature = values if feature is None else feature.to(logits.dtype)
     target = target.to(logits.dtype).clamp(float(values.min()) + 1e-3, float(values.max()) - 1e-3)
     lo = torch.full_like(target, -20.0)
     hi = torch.full_like(target, 20.0)
     for _ in range(iterations):  # the mean grows monotonically with lam
         lam = (lo + hi) / 2
-        mean = (torch.softmax(logits + lam[:, None] * values, dim=-1) * values).sum(-1)
+        mean = (torch.softmax(logits + lam[:, None] * feature, dim=-1) * values).sum(-1)
         above = mean > target
         hi = torch.where(above, lam, hi)
         lo = torch.where(above, lo, lam)
-    return logits + ((lo + hi) / 2)[:, None] * values
+    return logits + ((lo + hi) / 2)[:, None] * feature

@@ -308,7 +308,8 @@ class TTS:
         temperature (1.0), top_k (5), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
         duration_temperature (1.0), pace ((0.8, 1.25): the new speech lasts 0.8-1.25 times what the reference's
         pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate (True: durations
-        tilted to average 12.5 / rate frames, so the asked token rate is met), steps (15), cfg (2.0),
+        tilted to average 12.5 / rate frames, so the asked token rate is met; "log": tilted by their logarithm,
+        fewer of the longest tokens), steps (15), cfg (2.0),
         rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
         max_reference_seconds (10), chunk_seconds (8), candidates (6: AR samples per chunk, the best content scored
@@ -341,7 +342,7 @@ class TTS:
     def _run(self, text: str, ref_audio: Any, ref_text: str | None, streaming: bool, merging_threshold: float | None = None,
              frame_rate: float | None = None, temperature: float = 1.0, top_k: int = DEFAULT_TOP_K, top_p: float = 1.0,
              duration_top_k: int = DEFAULT_DURATION_TOP_K, duration_temperature: float = 1.0,
-             pace: tuple[float, float] | None = DEFAULT_PACE, match_rate: bool = DEFAULT_MATCH_RATE, steps: int = 15, cfg: float = 2.0,
+             pace: tuple[float, float] | None = DEFAULT_PACE, match_rate: bool | str = DEFAULT_MATCH_RATE, steps: int = 15, cfg: float = 2.0,
              rescale_cfg: float = 0.75, sway: float | None = None, speed: float = 1.0, seed: int | None = None,
              progress: Progress | None = None, ref_sample_rate: int | None = None,
              max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS,

@@ -322,6 +322,29 @@ def test_match_rate_brings_the_mean_duration_to_the_asked_rate():
                               seed=[0, 1, 2, 3], max_len_ratio=2.0)
         frames = cold.durations.sum(dim=1).double()
         assert torch.all((frames - 60 * 12.5 / rate).abs() <= 1.5), (rate, frames.tolist())
+        # The log tilt meets the rate too.
+        gentle = model.generate(texts, rate=rate, duration_top_k=0, match_rate="log", seed=[0, 1, 2, 3],
+                                max_len_ratio=2.0)
+        frames = gentle.durations.sum(dim=1).double()
+        assert torch.all((frames - 60 * 12.5 / rate).abs() <= 2.5), (rate, frames.tolist())
+    with pytest.raises(ConfigError, match="match_rate"):
+        model.generate(texts, rate=8.3, match_rate="cubic")
+
+
+def test_log_tilt_is_power_law_and_spares_the_longest_class():
+    from ar.sampling import tilt_to_mean
+
+    logits = torch.zeros(1, 8, dtype=torch.float64)  # uniform over 1..8 frames: mean 4.5
+    values = torch.arange(1, 9)
+    target = torch.tensor([6.0], dtype=torch.float64)
+    linear = torch.softmax(tilt_to_mean(logits, values, target), -1)
+    log = tilt_to_mean(logits, values, target, feature=values.double().log())
+    assert torch.allclose((torch.softmax(log, -1) * values).sum(-1), target, atol=1e-6)
+    # p'(k) ∝ k^lam: log-probabilities are linear in log k.
+    slope = (log[0, 1:] - log[0, :-1]) / (values[1:].double().log() - values[:-1].double().log())
+    assert torch.allclose(slope, slope[0].expand_as(slope), atol=1e-6)
+    # For the same mean, the log tilt puts less mass on the longest class than the exponential one.
+    assert torch.softmax(log, -1)[0, -1] < linear[0, -1]
 
 
 def test_rate_conditions_the_model():

@@ -49,9 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--phone-cfg", type=float, default=None, help="NAR phone guidance weight (default: the pipeline's)")
     tts.add_argument("--phone-cfg-until", type=float, default=None,
                      help="phone guidance on the NAR steps before this flow time, 0..1 (default: the pipeline's)")
-    tts.add_argument("--speed", type=float, default=None, help="speaking-rate factor (default: the pipeline's 1.0)")
     tts.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other `TTS.synthesize` option, e.g. duration_temperature=0.7 or pace=[0.9,1.1] "
+                     help="any other `TTS.synthesize` option, e.g. speed=1.1, duration_temperature=0.7 or pace=[0.9,1.1] "
                           "(VALUE read as JSON, else as text; repeatable)")
     tts.add_argument("--direct-voice", default=None,
                      help="also score the sentences spoken directly by this corpus voice (e.g. mb-us1, the reference's "
@@ -130,7 +129,7 @@ def run_tts(args: argparse.Namespace) -> int:
     options.update({k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                       ("candidates", args.candidates), ("text_cfg", args.text_cfg),
                                       ("phone_guide", args.phone_guide), ("phone_cfg", args.phone_cfg),
-                                      ("phone_cfg_until", args.phone_cfg_until), ("speed", args.speed))
+                                      ("phone_cfg_until", args.phone_cfg_until))
                     if v is not None})
     # The evaluation sets each sentence's seed itself (--seed), and a callback cannot come from the command line.
     options.update(parse_options(args.option, set(synthesis_options()) - {"seed", "progress"}))

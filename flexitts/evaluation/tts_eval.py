@@ -102,10 +102,10 @@ def evaluate_tts(
     if direct_speaker is not None:
         direct_wer = word_error_rate(texts, [i["direct_hypothesis"] for i in items])
         direct = {"direct_voice": direct_speaker.id, "direct_wer": direct_wer,
-                  "direct_wer_ratio": wer / direct_wer if direct_wer > 0 else None}
+                  "direct_wer_ratio": _ratio(wer, direct_wer)}
     return {
         "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
-        "wer": wer, "original_wer": gt_wer, "wer_ratio": wer / gt_wer if gt_wer > 0 else None,
+        "wer": wer, "original_wer": gt_wer, "wer_ratio": _ratio(wer, gt_wer),
         "per": phone_error_rate([i["original_phones"] for i in items], [i["phones"] for i in items]) if reader else None,
         "similarity": float(np.mean([i["similarity"] for i in items])),
         "original_similarity": float(np.mean([i["original_similarity"] for i in items])),
@@ -114,6 +114,11 @@ def evaluate_tts(
         **direct,
         "items": items,
     }
+
+
+def _ratio(wer: float, baseline: float) -> float | None:
+    """`wer / baseline`, or None when the baseline is a perfect 0."""
+    return wer / baseline if baseline > 0 else None
 
 
 def _direct_speaker(voice: str) -> Any:
@@ -139,13 +144,17 @@ def _speak(speaker: Any, text: str, rate: int) -> np.ndarray:
     return resample(torch.from_numpy(synthesize(speaker, text)), SAMPLE_RATE, rate).numpy()
 
 
+def _ratio_text(ratio: float | None) -> str:
+    return f"{ratio:.2f}" if ratio is not None else "n/a"
+
+
 def render_tts_markdown(result: dict[str, Any]) -> str:
     """A short markdown table of the means."""
-    ratio = f"{result['wer_ratio']:.2f}" if result["wer_ratio"] is not None else "n/a"
+    ratio = _ratio_text(result["wer_ratio"])
     per = f"{result['per']:.3f}" if result.get("per") is not None else "n/a"
     direct = []
     if result.get("direct_wer") is not None:
-        direct_ratio = f"{result['direct_wer_ratio']:.2f}" if result["direct_wer_ratio"] is not None else "n/a"
+        direct_ratio = _ratio_text(result["direct_wer_ratio"])
         direct = [f"The same sentences spoken directly by the corpus voice {result['direct_voice']} (espeak-ng): "
                   f"WER {result['direct_wer']:.3f}; the output's WER is {direct_ratio}x that.", ""]
     return "\n".join([

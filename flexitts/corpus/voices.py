@@ -50,7 +50,6 @@ DEFAULT_VOICES: tuple[str, ...] = ("mb-us1", "mb-us2", "mb-us3", "mb-en1", "en-u
 DEFAULT_HELDOUT: tuple[str, ...] = ("mb-us3*", "en-gb-m3*")
 
 
-
 @dataclass(frozen=True)
 class Voice:
     """One `espeak-ng -v` voice."""
@@ -116,10 +115,9 @@ def available_voices_text() -> str:
 def resolve_voice(name: str) -> Voice:
     """The `Voice` for a name (`en-us+f3` or its id `en-us-f3`); `FlexiTTSError` listing the choices if unknown."""
     key = name.strip()
-    if key in MBROLA_VOICES:
-        return Voice(key, MBROLA_VOICES[key], "mbrola")
-    if key in MBROLA_ACCENTED_VOICES:
-        return Voice(key, MBROLA_ACCENTED_VOICES[key], "mbrola")
+    mbrola = {**MBROLA_VOICES, **MBROLA_ACCENTED_VOICES}
+    if key in mbrola:
+        return Voice(key, mbrola[key], "mbrola")
     match = re.fullmatch(r"(.+?)(?:[+-]([fm]\d))?", key)
     if match and match.group(1) in ESPEAK_VOICES:
         base, variant = match.group(1), match.group(2)

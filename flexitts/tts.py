@@ -25,7 +25,7 @@ from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
                                                  DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG,
-                                                 DEFAULT_PHONE_CFG_UNTIL, DEFAULT_PHONE_GUIDE,
+                                                 DEFAULT_PHONE_CFG_UNTIL, DEFAULT_PHONE_GUIDE, DEFAULT_CFG_UNTIL,
                                                  DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
 from flexitts.reference import DEFAULT_MAX_REFERENCE_SECONDS, Reference, prepare_reference
@@ -104,12 +104,26 @@ class _Prompt:
     onsets: np.ndarray | None = None  # base-frame onsets of the transcript's phones (phone-pointer AR only)
 
 
-def synthesis_options() -> list[str]:
-    """The keyword options `TTS.synthesize` and `TTS.synthesize_stream` take."""
+def synthesis_options() -> dict[str, Any]:
+    """The keyword options `TTS.synthesize` and `TTS.synthesize_stream` take, with their defaults."""
     import inspect
 
     internal = {"self", "text", "ref_audio", "ref_text", "streaming"}
-    return [name for name in inspect.signature(TTS._run).parameters if name not in internal]
+    return {name: p.default for name, p in inspect.signature(TTS._run).parameters.items() if name not in internal}
+
+
+def token_rate_setting(merging_threshold: float | None, frame_rate: float | None) -> tuple[float | None, float | None]:
+    """Check a token-rate setting -> `(merging_threshold, frame_rate)`, one of them None: neither given means
+    `DEFAULT_FRAME_RATE`."""
+    if merging_threshold is not None and frame_rate is not None:
+        raise ConfigError("give merging_threshold or frame_rate, not both")
+    if frame_rate is not None and not 1.0 <= frame_rate <= 12.5:
+        raise ConfigError(f"frame_rate must be between 1 and 12.5 tokens per second, not {frame_rate}")
+    if merging_threshold is not None and not 0.0 < merging_threshold <= 1.0:
+        raise ConfigError(f"merging_threshold must be in (0, 1], not {merging_threshold}")
+    if merging_threshold is None and frame_rate is None:
+        frame_rate = DEFAULT_FRAME_RATE
+    return merging_threshold, frame_rate
 
 
 class TTS:
@@ -188,17 +202,6 @@ class TTS:
         return self.table.encode(phones_only(symbols))
 
     # ------------------------------------------------------------------ reference
-    def _setting(self, merging_threshold: float | None, frame_rate: float | None) -> tuple[float | None, float | None]:
-        if merging_threshold is not None and frame_rate is not None:
-            raise ConfigError("give merging_threshold or frame_rate, not both")
-        if frame_rate is not None and not 1.0 <= frame_rate <= 12.5:
-            raise ConfigError(f"frame_rate must be between 1 and 12.5 tokens per second, not {frame_rate}")
-        if merging_threshold is not None and not 0.0 < merging_threshold <= 1.0:
-            raise ConfigError(f"merging_threshold must be in (0, 1], not {merging_threshold}")
-        if merging_threshold is None and frame_rate is None:
-            frame_rate = DEFAULT_FRAME_RATE
-        return merging_threshold, frame_rate
-
     def reference_phonemes(self, reference: Reference, ref_text: str | None) -> tuple[list[str], str]:
         """The reference's phoneme symbols: from `ref_text` (unless the audio was clipped, which would make the
         text wrong), else transcribed by the CTC recogniser (phones only)."""
@@ -218,7 +221,7 @@ class TTS:
                          frame_rate: float | None = None, ref_sample_rate: int | None = None,
                          max_reference_seconds: float = DEFAULT_MAX_REFERENCE_SECONDS) -> _Prompt:
         """Prepare and encode a reference (cached by its content, the setting and its text)."""
-        threshold, rate = self._setting(merging_threshold, frame_rate)
+        threshold, rate = token_rate_setting(merging_threshold, frame_rate)
         reference = prepare_reference(ref_audio, ref_sample_rate, max_reference_seconds)
         key = (reference.key, f"t{threshold}" if rate is None else f"r{rate}", ref_text)
         prompt = self._prompts.get(key)
@@ -304,12 +307,14 @@ class TTS:
     def synthesize(self, text: str, ref_audio: Any, ref_text: str | None = None, **options: Any) -> tuple[np.ndarray, int, SynthesisInfo]:
         """Speak `text` in the voice of `ref_audio` (a path, bytes, or an array with `ref_sample_rate=`).
 
-        Options (all keywords): merging_threshold or frame_rate (token rate; default: frame_rate 8.3, `DEFAULT_FRAME_RATE`),
-        temperature (1.0), top_k (5), top_p (1.0), duration_top_k (8: sampled; 1 = greedy durations),
+        Options (all keywords): merging_threshold or frame_rate (token rate; default: `DEFAULT_FRAME_RATE`, 8.1),
+        temperature (1.0), top_k (5), top_p (1.0), duration_top_k (1: greedy durations, the tilted distribution's
+        argmax; 8: sampled from every class),
         duration_temperature (1.0), pace ((0.8, 1.25): the new speech lasts 0.8-1.25 times what the reference's
-        pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate (True: durations
-        tilted to average 12.5 / rate frames, so the asked token rate is met; "log": tilted by their logarithm,
-        fewer of the longest tokens), steps (15), cfg (2.0),
+        pace gives for its phonemes, EOS deciding inside; None: the AR's EOS alone), match_rate ("log": durations
+        tilted, by their logarithm, to average 12.5 / rate frames, so the asked token rate is met; True or "linear":
+        tilted by the duration itself, more of the longest tokens; False: as predicted), steps (15), cfg (2.0),
+        cfg_until (`DEFAULT_CFG_UNTIL`: classifier-free guidance on the NAR steps that start before this flow time),
         rescale_cfg (0.75), sway (None), speed (1.0),
         seed (None: random, reported in info.seed), progress (callback(stage, fraction)), ref_sample_rate,
         max_reference_seconds (10), chunk_seconds (8), candidates (6: AR samples per chunk, the best content scored
@@ -350,7 +355,8 @@ class TTS:
              text_cfg: float = DEFAULT_TEXT_CFG,
              phone_guide: float = DEFAULT_PHONE_GUIDE,
              phone_cfg: float = DEFAULT_PHONE_CFG,
-             phone_cfg_until: float = DEFAULT_PHONE_CFG_UNTIL) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             phone_cfg_until: float = DEFAULT_PHONE_CFG_UNTIL,
+             cfg_until: float = DEFAULT_CFG_UNTIL) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
@@ -371,7 +377,7 @@ class TTS:
             clock = now
 
         # Resolved once: the AR is asked for the same rate the reference is scheduled to.
-        merging_threshold, frame_rate = self._setting(merging_threshold, frame_rate)
+        merging_threshold, frame_rate = token_rate_setting(merging_threshold, frame_rate)
         report("reference", 0.0)
         prompt = self.encode_reference(ref_audio, ref_text, merging_threshold, frame_rate, ref_sample_rate, max_reference_seconds)
         lap("reference")
@@ -423,7 +429,8 @@ class TTS:
             report("nar", 0.3 + 0.6 * group[0] / len(chunks))
             audio = self._render([generated[i] for i in group], prompt, steps, cfg, rescale_cfg, sway, speed,
                                  [seed + i for i in group], lap,
-                                 [(phoneme_ids[i], progress_rows[i]) for i in group], phone_cfg, phone_cfg_until)
+                                 [(phoneme_ids[i], progress_rows[i]) for i in group], phone_cfg, phone_cfg_until,
+                                 cfg_until)
             for i, wav in zip(group, audio):
                 codes, durations = generated[i]
                 results.append(ChunkResult(chunks[i], phonemes[i], codes.cpu().numpy(), durations.cpu().numpy(), wav,
@@ -447,10 +454,11 @@ class TTS:
                 rescale_cfg: float, sway: float | None, speed: float, seeds: list[int],
                 lap: Callable[[str], None],
                 texts: list[tuple[list[int], torch.Tensor | None]] | None = None,
-                phone_cfg: float = 0.0, phone_cfg_until: float = 1.0) -> list[np.ndarray]:
-        """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item. `texts`
-        (each item's phoneme ids and the pointer AR's progress) feed a phone-conditioned NAR, guided towards them
-        with weight `phone_cfg` on the steps before flow time `phone_cfg_until`."""
+                phone_cfg: float = 0.0, phone_cfg_until: float = 1.0, cfg_until: float = 1.0) -> list[np.ndarray]:
+        """NAR + vocoder for a batch of generated (codes, durations): one waveform `[S_i]` per item, with
+        classifier-free guidance on the steps before flow time `cfg_until`. `texts` (each item's phoneme ids and
+        the pointer AR's progress) feed a phone-conditioned NAR, guided towards them with weight `phone_cfg` on the
+        steps before flow time `phone_cfg_until`."""
         from torch.nn.utils.rnn import pad_sequence
 
         n = len(items)
@@ -465,6 +473,7 @@ class TTS:
                     prompt_codes=prompt.codes[None].expand(n, -1), prompt_durations=prompt.durations[None].expand(n, -1),
                     steps=steps, cfg=cfg, rescale_cfg=rescale_cfg, seed=seeds, sway=sway, **phones,
                     phone_cfg=phone_cfg, phone_cfg_until=phone_cfg_until,  # the NAR skips it without phones
+                    cfg_until=cfg_until,
                 )
             mel = mel.float()
             lap("nar")

@@ -254,6 +254,7 @@ class Voicebox(nn.Module, PretrainedMixin):
         prompt_phones: torch.Tensor | None = None,
         phone_cfg: float = 0.0,
         phone_cfg_until: float = 1.0,
+        cfg_until: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the mel of new speech for `codes`, in the voice of the prompt.
 
@@ -280,6 +281,8 @@ class Voicebox(nn.Module, PretrainedMixin):
             phone_cfg_until: phone guidance only on the steps that start before this time (0..1): the content is
                 settled early in the flow, so later steps can skip its pass (a guidance interval, as in
                 Kynkaanniemi et al. 2024).
+            cfg_until: classifier-free guidance (`cfg`) only on the steps that start before this time (0..1), the
+                same interval for the unconditional pass: the later steps run the conditional pass alone.
         Returns:
             (`[B, F, M]` mel of the new speech only, zero past each item's end; `[B]` its frame counts).
         """
@@ -358,23 +361,25 @@ class Voicebox(nn.Module, PretrainedMixin):
         if phone_guided:
             passes.append((self.condition(code_ids, mask, None)[0], keep, ctx_mask))
         n_pass = len(passes)
+        # Each pass's guidance interval: the steps starting before it run the pass.
+        until = [2.0] + ([cfg_until] if guided else []) + ([phone_cfg_until] if phone_guided else [])
         cond_all = torch.cat([p[0] for p in passes])
         keep_all = torch.cat([p[1] for p in passes])
         ctx_mask_all = torch.cat([p[2] for p in passes])
         context_all, code_ids_all, lengths_all = (torch.cat([v] * n_pass) for v in (context, code_ids, lengths))
         for i in range(steps):
             dt = grid[i + 1] - grid[i]
-            # The phone pass is the last one: drop its rows on steps outside the guidance interval.
-            n = n_pass - 1 if phone_guided and float(grid[i]) >= phone_cfg_until else n_pass
-            rows = slice(0, batch * n)
-            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch * n)
-            v_all = self(torch.cat([x] * n), t_mid, code_ids_all[rows], keep_all[rows], context_all[rows],
-                         ctx_mask_all[rows], lengths_all[rows], code_cond=cond_all[rows]).split(batch)
-            if n == 1:
+            running = [k for k in range(n_pass) if float(grid[i]) < until[k]]
+            rows = torch.cat([torch.arange(k * batch, (k + 1) * batch, device=device) for k in running])
+            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(len(rows))
+            out = self(torch.cat([x] * len(running)), t_mid, code_ids_all[rows], keep_all[rows], context_all[rows],
+                       ctx_mask_all[rows], lengths_all[rows], code_cond=cond_all[rows]).split(batch)
+            v_all = dict(zip(running, out))
+            if len(running) == 1:
                 v = v_all[0]
             else:
-                v = guided_velocity(v_all[0], v_all[1] if guided else None, mask, cfg, rescale_cfg,
-                                    v_all[-1] if n == n_pass and phone_guided else None, phone_cfg)
+                v = guided_velocity(v_all[0], v_all.get(1) if guided else None, mask, cfg, rescale_cfg,
+                                    v_all.get(n_pass - 1) if phone_guided else None, phone_cfg)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

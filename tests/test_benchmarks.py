@@ -159,9 +159,11 @@ def test_pipeline_benchmark_rates_shares_memory(tts, tmp_path):
     result = run_pipeline_benchmark(tts, str(REF_AUDIO), REF_TEXT, tmp_path / "pipe", sentences=1, steps=2, threads=1)
     saved = strict_json(tmp_path / "pipe.json")
     assert saved["rows"] == result["rows"] and (tmp_path / "pipe.md").is_file()
-    assert [r["frame_rate"] for r in saved["rows"]] == [12.5, 8.3, 6.25, None]
+    from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
+
+    assert [r["frame_rate"] for r in saved["rows"]] == [12.5, DEFAULT_FRAME_RATE, 6.25, None]
     assert saved["rows"][-1]["merging_threshold"] == pytest.approx(tts.codec.config.default_threshold)
-    assert [r["default"] for r in saved["rows"]] == [False, True, False, False]  # the checks read the 8.3 Hz row
+    assert [r["default"] for r in saved["rows"]] == [False, True, False, False]  # the checks read the default rate's row
     for row in saved["rows"]:
         assert row["rtf"] > 0 and row["audio_seconds"] > 0 and row["tokens"] > 0
         assert row["ar_steps_per_second"] > 0 and row["ar_tokens_per_second_generated"] > 0

@@ -261,6 +261,25 @@ def test_cfg_zero_is_exactly_the_conditional_path(model):
     assert not torch.allclose(guided, mel, atol=1e-3)
 
 
+def test_cfg_until_limits_guidance_to_the_early_steps(model):
+    """cfg_until t: the unconditional pass runs only on the steps that start before t; outside them the step is
+    the conditional path's, so 0 equals cfg 0, 1 equals full guidance, and between them it is neither."""
+    codes, durs = make_tokens([6])
+    prompt = prompt_for(model, [3])
+    plain, _ = model.sample(codes, durs, **prompt, steps=4, cfg=0.0, seed=3)
+    full, _ = model.sample(codes, durs, **prompt, steps=4, cfg=2.0, seed=3)
+    torch.testing.assert_close(model.sample(codes, durs, **prompt, steps=4, cfg=2.0, seed=3, cfg_until=0.0)[0], plain)
+    torch.testing.assert_close(model.sample(codes, durs, **prompt, steps=4, cfg=2.0, seed=3, cfg_until=1.0)[0], full)
+    calls = []
+    hook = model.transformer.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        half, _ = model.sample(codes, durs, **prompt, steps=4, cfg=2.0, seed=3, cfg_until=0.5)
+    finally:
+        hook.remove()
+    assert calls == [2, 2, 1, 1]  # steps starting at 0 and 0.25 are guided, those at 0.5 and 0.75 are not
+    assert not torch.allclose(half, plain, atol=1e-4) and not torch.allclose(half, full, atol=1e-4)
+
+
 def test_padding_never_changes_a_batched_sample(model):
     codes, durs = make_tokens([7, 3], seed=1)
     prompt = prompt_for(model, [2, 4])

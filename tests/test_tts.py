@@ -185,6 +185,34 @@ def test_cli_writes_speech_and_fails_cleanly(bundle, real_speech_16k, tmp_path, 
     assert not (tmp_path / "no").exists() and not (tmp_path / "y.wav").exists()
 
 
+def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, capsys):
+    """The CLI hands TTS the shared defaults, and --match-rate's names map onto `match_rate`'s values."""
+    from types import SimpleNamespace
+
+    from flexitts.cli.main import main
+    from flexitts.pipeline.sampling_defaults import DEFAULT_CFG_UNTIL, DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE
+    from flexitts.tts import TTS
+
+    calls = []
+
+    class Recorder:
+        def synthesize(self, text, ref, **options):
+            calls.append(options)
+            return np.full(16000, 0.1, dtype=np.float32), 16000, SimpleNamespace(frame_rate=8.0, rtf=0.1, seed=0)
+
+    monkeypatch.setattr(TTS, "from_pretrained", classmethod(lambda cls, *a, **k: Recorder()))
+    base = ["synthesize", "--text", "Hi.", "--ref", "ref.wav", "--out", str(tmp_path / "x.wav")]
+    for extra in ([], ["--match-rate", "off"], ["--match-rate", "linear"], ["--match-rate", "log"]):
+        assert main([*base, *extra]) == 0
+    assert calls[0]["match_rate"] == DEFAULT_MATCH_RATE and calls[0]["duration_top_k"] == DEFAULT_DURATION_TOP_K
+    assert calls[0]["frame_rate"] is None and calls[0]["merging_threshold"] is None  # TTS applies its default rate
+    assert calls[0]["cfg_until"] == DEFAULT_CFG_UNTIL
+    assert [c["match_rate"] for c in calls[1:]] == [False, "linear", "log"]
+    with pytest.raises(SystemExit):
+        main([*base, "--match-rate", "cubic"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
 def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     from flexitts.data.manifest import Utterance, write_manifest
     from flexitts.evaluation.tts_eval import evaluate_tts, pick_references, render_tts_markdown
@@ -204,6 +232,12 @@ def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     # The bundle's recogniser reads phones from the outputs and the originals (random ones: a random tiny model).
     assert result["per"] >= 0 and all(isinstance(i["original_phones"], str) for i in result["items"])
     assert "direct_wer" not in result
+    # The report records every setting in effect: the defaults, the options over them, the rate resolved.
+    from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE
+
+    settings = result["settings"]
+    assert settings["steps"] == 1 and settings["match_rate"] == DEFAULT_MATCH_RATE and "seed" not in settings
+    assert settings["frame_rate"] == DEFAULT_FRAME_RATE and settings["merging_threshold"] is None
 
 
 def test_eval_tts_direct_voice_baseline(tts, real_speech_16k, tmp_path):

@@ -2,7 +2,7 @@
 
 The first N of a fixed list of test sentences are spoken in a bundled voice (default `mb-us1`, from
 `voices/voices.json` of the demo bundle) at the pipeline's defaults (15 NAR steps, cfg 2), once per token-rate
-setting: `frame_rate=` 12.5, 8.3 (the pipeline's default) and 6.25 Hz and the codec's default merging threshold.
+setting: `frame_rate=` 12.5, the pipeline's default (`DEFAULT_FRAME_RATE`) and 6.25 Hz and the codec's default merging threshold.
 Per setting:
 - whole-pipeline real-time factor (synthesis seconds / output audio seconds), summed over the sentences;
 - each stage's share of the time (reference encoding, text front end, AR, NAR, vocoder, and the rest) and its RTF;
@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-DEFAULT_RATES = (12.5, 8.3, 6.25)
+from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
+
+DEFAULT_RATES = (12.5, DEFAULT_FRAME_RATE, 6.25)
 DEFAULT_SENTENCES = 10
 DEFAULT_VOICE = "mb-us1"
 DEFAULT_OUT = "reports/pipeline_bench"
@@ -97,8 +99,6 @@ def settings_grid(rates: Sequence[float] = DEFAULT_RATES, threshold: float | Non
     """The token-rate settings: one per `frame_rate`, then `merging_threshold=threshold` (the codec's default;
     None: no such row). The row at the pipeline's default rate is marked `default` (the checks' row); without one,
     a row with no setting at all (the pipeline's defaults) is added."""
-    from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
-
     grid: list[dict[str, Any]] = []
     for r in rates:
         default = math.isclose(float(r), DEFAULT_FRAME_RATE)
@@ -301,7 +301,7 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--sentences", type=int, default=DEFAULT_SENTENCES,
                         help=f"how many of the {len(SENTENCES)} fixed sentences (default: {DEFAULT_SENTENCES})")
     parser.add_argument("--rates", type=float, nargs="+", default=list(DEFAULT_RATES), metavar="HZ",
-                        help="frame_rate settings (default: 12.5 8.3 6.25); the codec's default threshold is always added")
+                        help=f"frame_rate settings (default: 12.5 {DEFAULT_FRAME_RATE:g} 6.25); the codec's default threshold is always added")
     parser.add_argument("--steps", type=int, default=15, help="NAR steps (default: 15)")
     parser.add_argument("--cfg", type=float, default=2.0, help="NAR guidance weight (default: 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed (sentence i uses seed + i)")

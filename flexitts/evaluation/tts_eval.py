@@ -105,6 +105,7 @@ def evaluate_tts(
                   "direct_wer_ratio": _ratio(wer, direct_wer)}
     return {
         "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
+        "settings": _settings(options or {}),
         "wer": wer, "original_wer": gt_wer, "wer_ratio": _ratio(wer, gt_wer),
         "per": phone_error_rate([i["original_phones"] for i in items], [i["phones"] for i in items]) if reader else None,
         "similarity": float(np.mean([i["similarity"] for i in items])),
@@ -114,6 +115,17 @@ def evaluate_tts(
         **direct,
         "items": items,
     }
+
+
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    """Every synthesis setting of a run: `TTS.synthesize`'s defaults with `options` over them, the token rate
+    resolved (neither a threshold nor a rate: the default rate)."""
+    from flexitts.tts import synthesis_options, token_rate_setting
+
+    settings = {k: v for k, v in {**synthesis_options(), **options}.items() if k not in ("seed", "progress")}
+    settings["merging_threshold"], settings["frame_rate"] = token_rate_setting(settings["merging_threshold"],
+                                                                               settings["frame_rate"])
+    return settings
 
 
 def _ratio(wer: float, baseline: float) -> float | None:
@@ -170,5 +182,7 @@ def render_tts_markdown(result: dict[str, Any]) -> str:
         "recogniser (0 = the same phones; `flexitts.evaluation.phones`).",
         "",
         f"Options: `{result['options']}`",
+        "",
+        f"Settings (the pipeline's defaults with those options): `{result.get('settings', {})}`",
         "",
     ])

@@ -185,6 +185,34 @@ def test_cli_writes_speech_and_fails_cleanly(bundle, real_speech_16k, tmp_path, 
     assert not (tmp_path / "no").exists() and not (tmp_path / "y.wav").exists()
 
 
+def test_demo_bundle_speaks_through_the_cli(tmp_path, capsys):
+    """`flexitts synthesize` with the shipped demo bundle (the `make demo` path): speech-length audio that is not
+    silence and carries the text: the bundle's recogniser reads nearly the same phones from it as from the
+    sentence spoken by the reference's corpus voice directly, and far from those of another sentence."""
+    from codec.asr import CTCPhoneRecognizer
+    from flexitts.benchmarks.pipeline import bundled_voice
+    from flexitts.cli.main import main
+    from flexitts.evaluation.phones import PhoneReader, phone_error_rate
+    from flexitts.evaluation.tts_eval import _direct_speaker, _speak
+
+    voice, voice_text = bundled_voice("mb-us1")
+    text, other = "The garden was full of yellow flowers.", "Please bring me a cup of hot coffee."
+    out = tmp_path / "demo.wav"
+    assert main(["synthesize", "--text", text, "--ref", str(voice), "--ref-text", voice_text, "--out", str(out),
+                 "--seed", "0"]) == 0
+    assert str(out) in capsys.readouterr().out
+    wav, rate = sf.read(out, dtype="float32")
+    assert 1.2 < len(wav) / rate < 4.5  # about 2.5 s when spoken directly
+    frames = wav[: len(wav) // 1280 * 1280].reshape(-1, 1280)  # 80 ms frames
+    loud = np.sqrt((frames ** 2).mean(axis=1)) > 0.1 * np.abs(wav).max()
+    assert np.sqrt((wav ** 2).mean()) > 0.01 and loud.mean() > 0.4  # sound over most of it, not silence
+    reader, speaker = PhoneReader(CTCPhoneRecognizer.from_pretrained().float()), _direct_speaker("mb-us1")
+    said = reader.read(wav, rate)
+    to_text = phone_error_rate([reader.read(_speak(speaker, text, rate), rate)], [said])
+    to_other = phone_error_rate([reader.read(_speak(speaker, other, rate), rate)], [said])
+    assert to_text < 0.5 and to_other > to_text + 0.2
+
+
 def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, capsys):
     """The CLI hands TTS the shared defaults, and --match-rate's names map onto `match_rate`'s values."""
     from types import SimpleNamespace

@@ -54,5 +54,11 @@ DEFAULT_PHONE_CFG = 0.0
 # 0.59 back under 0.5.
 DEFAULT_PHONE_CFG_UNTIL = 0.25
 # Classifier-free guidance of the NAR (cfg) runs on the steps that start before this flow time (0..1; 1: every
-# step); the later steps run the conditional pass alone, which halves their cost.
-DEFAULT_CFG_UNTIL = 1.0
+# step; a guidance interval as in Kynkaanniemi et al. 2024); the later steps run the conditional pass alone, which
+# halves their cost. On 20 test sentences (demo bundle, greedy log-tilted durations; seeds 0 / 100) WER / PER:
+# until 1.0: mb-us1 0.433 / 0.364, PER 0.311 / 0.330; held-out mb-us3 0.333 / 0.290, PER 0.299 / 0.299.
+# until 0.6: 0.420 / 0.368, 0.311 / 0.343; 0.312 / 0.368, 0.320 / 0.326.
+# until 0.5 (8 of 15 steps guided): 0.398 / 0.364, 0.318 / 0.346; 0.299 / 0.368, 0.326 / 0.324.
+# until 0.3: 0.416 / 0.411, 0.334 / 0.377; 0.372 / 0.455, 0.346 / 0.356 (content suffers).
+# Similarity is unchanged throughout; 0.5 cuts the NAR's passes by 7 of 30, about 15% of the pipeline's time.
+DEFAULT_CFG_UNTIL = 0.5

@@ -362,7 +362,7 @@ class Voicebox(nn.Module, PretrainedMixin):
             passes.append((self.condition(code_ids, mask, None)[0], keep, ctx_mask))
         n_pass = len(passes)
         # Each pass's guidance interval: the steps starting before it run the pass.
-        until = [2.0] + ([cfg_until] if guided else []) + ([phone_cfg_until] if phone_guided else [])
+        until = [float("inf")] + ([cfg_until] if guided else []) + ([phone_cfg_until] if phone_guided else [])
         cond_all = torch.cat([p[0] for p in passes])
         keep_all = torch.cat([p[1] for p in passes])
         ctx_mask_all = torch.cat([p[2] for p in passes])

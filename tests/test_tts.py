@@ -266,6 +266,11 @@ def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     settings = result["settings"]
     assert settings["steps"] == 1 and settings["match_rate"] == DEFAULT_MATCH_RATE and "seed" not in settings
     assert settings["frame_rate"] == DEFAULT_FRAME_RATE and settings["merging_threshold"] is None
+    # `offset` moves the window over the sentences: the next one, and its header says so.
+    further = evaluate_tts(tts, tmp_path / "m.jsonl", limit=1, offset=2, options={"steps": 1})
+    assert [i["audio"] for i in further["items"]] == ["2.wav"] and "after the first 2" in render_tts_markdown(further)
+    with pytest.raises(DataError, match="offset"):
+        evaluate_tts(tts, tmp_path / "m.jsonl", limit=1, offset=-1)
 
 
 def test_eval_tts_direct_voice_baseline(tts, real_speech_16k, tmp_path):

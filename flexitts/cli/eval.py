@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tts.add_argument("--no-ref-text", action="store_true", help="let the recogniser transcribe the references")
     tts.add_argument("--speaker-prefix", default=None, help="only speakers whose name starts with this (e.g. mb-us1)")
     tts.add_argument("--limit", type=int, default=20, help="sentences to evaluate")
+    tts.add_argument("--offset", type=int, default=0,
+                     help="skip the first N sentences (after --speaker-prefix): a further set, e.g. --offset 20 --limit 40")
     tts.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the demo bundle)")
     rate = tts.add_mutually_exclusive_group()
     rate.add_argument("--threshold", type=float, default=None, help="merging threshold")
@@ -136,7 +138,7 @@ def run_tts(args: argparse.Namespace) -> int:
     tts = TTS.from_pretrained(args.checkpoint)
     result = evaluate_tts(tts, args.manifest, args.ref_strategy, args.ref, args.ref_text, args.limit,
                           args.speaker_prefix, args.seed, not args.no_ref_text, options, recognizer=args.recognizer,
-                          direct_voice=args.direct_voice)
+                          direct_voice=args.direct_voice, offset=args.offset)
     markdown = render_tts_markdown(result)
     print(markdown)
     if args.out:

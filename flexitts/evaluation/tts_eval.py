@@ -46,6 +46,7 @@ def evaluate_tts(
     progress: Callable[[int, int], None] | None = None,
     recognizer: str | None = None,
     direct_voice: str | None = None,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """Per-utterance and mean figures; `options` go to `tts.synthesize` (threshold, steps, cfg, ...).
 
@@ -63,7 +64,10 @@ def evaluate_tts(
         raise DataError("--ref-strategy fixed needs --ref (and preferably --ref-text)")
     path = Path(manifest)
     pool = read_manifest(path)
-    rows = [u for u in pool if speaker_prefix is None or u.speaker.startswith(speaker_prefix)][:limit]
+    if offset < 0:
+        raise DataError(f"offset must be >= 0, not {offset}")
+    # `offset` skips the first sentences (of those speakers): a further set that the same seeds cover alike.
+    rows = [u for u in pool if speaker_prefix is None or u.speaker.startswith(speaker_prefix)][offset:][:limit]
     if not rows:
         raise DataError(f"'{path}' has no utterance{' of speakers ' + speaker_prefix + '*' if speaker_prefix else ''}")
     refs = pick_references(rows, pool) if ref_strategy == "same-speaker" else [None] * len(rows)
@@ -104,7 +108,8 @@ def evaluate_tts(
         direct = {"direct_voice": direct_speaker.id, "direct_wer": direct_wer,
                   "direct_wer_ratio": _ratio(wer, direct_wer)}
     return {
-        "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "options": options or {},
+        "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "offset": offset,
+        "options": options or {},
         "settings": _settings(options or {}),
         "wer": wer, "original_wer": gt_wer, "wer_ratio": _ratio(wer, gt_wer),
         "per": phone_error_rate([i["original_phones"] for i in items], [i["phones"] for i in items]) if reader else None,
@@ -170,7 +175,9 @@ def render_tts_markdown(result: dict[str, Any]) -> str:
         direct = [f"The same sentences spoken directly by the corpus voice {result['direct_voice']} (espeak-ng): "
                   f"WER {result['direct_wer']:.3f}; the output's WER is {direct_ratio}x that.", ""]
     return "\n".join([
-        f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances, references: {result['ref_strategy']})",
+        f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances"
+        + (f" after the first {result['offset']}" if result.get("offset") else "")
+        + f", references: {result['ref_strategy']})",
         "",
         "| WER | original WER | ratio | similarity to reference | original's similarity | RTF | tokens/s | PER |",
         "|---|---|---|---|---|---|---|---|",

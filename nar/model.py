@@ -353,33 +353,30 @@ class Voicebox(nn.Module, PretrainedMixin):
             raise ConfigError(f"phone_cfg must be >= 0, not {phone_cfg}")
         cond, _ = self.condition(code_ids, mask, phone_ids)  # the same at every step
         # The passes of a step, batched: conditional; unconditional (no codes, no context) for cfg; codes and
-        # context without phones for phone_cfg.
-        passes = [(cond, keep, ctx_mask)]
+        # context without phones for phone_cfg. Each runs on the steps that start before its interval's end; in
+        # order of that end, the passes a step runs are always the first few rows, a slice of the batch.
+        passes = {"cond": (float("inf"), cond, keep, ctx_mask)}
         if guided:
-            passes.append((cond, ~keep, torch.zeros_like(ctx_mask)))
-        phone_guided = phone_cfg != 0 and phone_ids is not None
-        if phone_guided:
-            passes.append((self.condition(code_ids, mask, None)[0], keep, ctx_mask))
-        n_pass = len(passes)
-        # Each pass's guidance interval: the steps starting before it run the pass.
-        until = [float("inf")] + ([cfg_until] if guided else []) + ([phone_cfg_until] if phone_guided else [])
-        cond_all = torch.cat([p[0] for p in passes])
-        keep_all = torch.cat([p[1] for p in passes])
-        ctx_mask_all = torch.cat([p[2] for p in passes])
-        context_all, code_ids_all, lengths_all = (torch.cat([v] * n_pass) for v in (context, code_ids, lengths))
+            passes["uncond"] = (cfg_until, cond, ~keep, torch.zeros_like(ctx_mask))
+        if phone_cfg != 0 and phone_ids is not None:
+            passes["no_phones"] = (phone_cfg_until, self.condition(code_ids, mask, None)[0], keep, ctx_mask)
+        names = sorted(passes, key=lambda name: -passes[name][0])  # stable: the conditional pass first
+        until = [passes[name][0] for name in names]
+        cond_all, keep_all, ctx_mask_all = (torch.cat([passes[name][j] for name in names]) for j in (1, 2, 3))
+        context_all, code_ids_all, lengths_all = (torch.cat([v] * len(names)) for v in (context, code_ids, lengths))
         for i in range(steps):
             dt = grid[i + 1] - grid[i]
-            running = [k for k in range(n_pass) if float(grid[i]) < until[k]]
-            rows = torch.cat([torch.arange(k * batch, (k + 1) * batch, device=device) for k in running])
-            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(len(rows))
-            out = self(torch.cat([x] * len(running)), t_mid, code_ids_all[rows], keep_all[rows], context_all[rows],
+            n = sum(float(grid[i]) < end for end in until)
+            rows = slice(0, batch * n)
+            t_mid = ((grid[i] + grid[i + 1]) / 2).expand(batch * n)
+            out = self(torch.cat([x] * n), t_mid, code_ids_all[rows], keep_all[rows], context_all[rows],
                        ctx_mask_all[rows], lengths_all[rows], code_cond=cond_all[rows]).split(batch)
-            v_all = dict(zip(running, out))
-            if len(running) == 1:
-                v = v_all[0]
+            v_all = dict(zip(names, out))
+            if n == 1:
+                v = v_all["cond"]
             else:
-                v = guided_velocity(v_all[0], v_all.get(1) if guided else None, mask, cfg, rescale_cfg,
-                                    v_all.get(n_pass - 1) if phone_guided else None, phone_cfg)
+                v = guided_velocity(v_all["cond"], v_all.get("uncond"), mask, cfg, rescale_cfg, v_all.get("no_phones"),
+                                    phone_cfg)
             x = x + dt.to(dtype) * v
         mel = slice_padded(x, prompt_len, target_len)
         return mel, target_len

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,23 +39,33 @@ class DPStats:
     cost: Tensor
 
 
-def _bounds(T: int, G: int, g: int, L: int, pruned: bool) -> tuple[int, int]:
-    if not pruned:
-        return 1, T
-    return max(g, T - (G - g) * L), min(g * L, T - (G - g))
-
-
 def dp_state_count(num_frames: int, num_segments: int, max_len: int = 8, pruned: bool = True) -> int:
     """Number of (t, g) DP states evaluated for one sequence (multiply by max_len for (t, g, l) transitions).
 
     Plain: `T * G` (t in 1..T, g in 1..G). Pruned: the states within the appendix-C bounds.
     """
     T, G, L = int(num_frames), int(num_segments), check_max_len(max_len)
-    total = 0
-    for g in range(1, G + 1):
-        lo, hi = _bounds(T, G, g, L, pruned)
-        total += max(0, hi - lo + 1)
-    return total
+    lo, hi = _state_bounds(torch.tensor([T]), torch.tensor([G]), G, L, pruned)
+    return int((hi - lo + 1).clamp_min(0).sum())
+
+
+def _state_bounds(T: Tensor, G: Tensor, Gmax: int, L: int, pruned: bool) -> tuple[Tensor, Tensor]:
+    """The t range of the states (g, t) each step evaluates, for every step and item at once.
+
+    Args:
+        T: `[B]` frames; G: `[B]` segments; Gmax: the largest G; L: max_len; pruned: appendix-C bounds, else 1..T.
+    Returns:
+        (lo, hi), each `[Gmax+1, B]` long: states `lo <= t <= hi`; empty (lo = 1, hi = 0) at g = 0 and g > G_b.
+    """
+    g = torch.arange(Gmax + 1, device=T.device).unsqueeze(1)  # [Gmax+1, 1]
+    T, G = T.unsqueeze(0), G.unsqueeze(0)
+    if pruned:
+        lo = torch.maximum(g, T - (G - g) * L)
+        hi = torch.minimum(g * L, T - (G - g))
+    else:
+        lo, hi = torch.ones_like(g).expand(-1, T.shape[1]), T.expand(g.shape[0], -1)
+    dead = (g > G) | (g == 0)
+    return lo.masked_fill(dead, 1), hi.masked_fill(dead, 0)
 
 
 def _check_feasible(T: Tensor, G: Tensor, L: int) -> None:
@@ -63,6 +74,63 @@ def _check_feasible(T: Tensor, G: Tensor, L: int) -> None:
             continue
         if g < 1 or g > t or g * L < t:
             raise ValueError(f"cannot split {t} frames into exactly {g} segments of length 1..{L}")
+
+
+def _dp_on_host(C: np.ndarray, T: np.ndarray, G: np.ndarray, lo: np.ndarray, hi: np.ndarray, mask_items: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The DP proper, in numpy: G sequential steps of small vector work, where a torch op's dispatch would cost
+    more than its arithmetic (CodecSlime runs its scheduler on the CPU too).
+
+    Args:
+        C: `[B, T+1, L]` segment costs by end frame (`segment_costs_by_end`); T, G: `[B]` frames and segments;
+        lo, hi: `[Gmax+1, B]` state ranges (`_state_bounds`); mask_items: mask each item to its own range.
+    Returns:
+        (segment lengths `[B, Gmax]` int64, zero-padded; optimal costs `[B]` float64).
+    """
+    B, T1, L = C.shape
+    Gmax = lo.shape[0] - 1
+    live = hi >= lo
+    # The batch evaluates the union of its items' ranges and masks the rest.
+    window_lo = np.where(live, lo, T1).min(1, initial=T1).tolist()
+    window_hi = np.where(live, hi, -1).max(1, initial=-1).tolist()
+    # Two DP rows, F[g-1] and F[g], left-padded with L infs so that window t of the sliding view holds
+    # F[t-L .. t-1]. Only a row's evaluated window is written, and only that window is cleared when the row is
+    # reused, so a step's work follows the pruned range, not T.
+    rows = np.full((2, B, L + T1), np.inf)
+    rows[0, :, L] = 0.0  # F[0, 0] = 0
+    windows = [np.lib.stride_tricks.sliding_window_view(rows[r], L, axis=1) for r in (0, 1)]  # [B, T1, L] views
+    written = [(0, 0), (1, 0)]  # the window each row holds: row 0 F[0, 0], row 1 nothing yet
+    arg = np.zeros((Gmax + 1, B, T1), dtype=np.int16)
+    final = np.zeros(B)
+    finishing = {int(g): G == g for g in np.unique(G)}
+    t_all = np.arange(T1)
+    for g in range(1, Gmax + 1):
+        cur = rows[g % 2]
+        old_a, old_b = written[g % 2]
+        cur[:, L + old_a:L + old_b + 1] = np.inf
+        a, b = window_lo[g], window_hi[g]
+        written[g % 2] = (a, b)
+        if b >= a:
+            cand = windows[(g - 1) % 2][:, a:b + 1] + C[:, a:b + 1]  # [B, n, L]
+            ks = cand.argmin(-1)  # first minimum: deterministic tie-break
+            vals = cand.min(-1)
+            if mask_items:
+                t = t_all[a:b + 1]
+                vals[(t < lo[g, :, None]) | (t > hi[g, :, None])] = np.inf
+            cur[:, L + a:L + b + 1] = vals
+            arg[g, :, a:b + 1] = ks
+        done = finishing.get(g)
+        if done is not None:  # items whose last segment is g: read off F[G_b, T_b]
+            final[done] = cur[done, L + T[done]]
+    # Back-trace all items together, from segment G_b down to 1.
+    seg = np.zeros((B, Gmax), dtype=np.int64)
+    t = T.astype(np.int64).copy()
+    items = np.arange(B)
+    for g in range(Gmax, 0, -1):
+        length = np.where(g <= G, L - arg[g, items, t], 0)  # 0 <= t <= T_b throughout
+        seg[:, g - 1] = length
+        t -= length
+    return seg, final
 
 
 @torch.no_grad()  # scheduling decisions are discrete: no graph needed
@@ -92,53 +160,15 @@ def dp_segments(x: Tensor, num_segments: int | Tensor, max_len: int = 8, pruned:
         raise ValueError(f"num_segments has {Gs.numel()} values for a batch of {B}")
     _check_feasible(lens.cpu(), Gs.cpu(), L)
     Gmax = int(Gs.max()) if B else 0
-    dev = xb.device
-    inf = float("inf")
 
     C = segment_costs_by_end(xb, lens, L)  # [B, T+1, L], inf where a segment is impossible
-    # F rows are left-padded with L infs so that window t of `unfold` holds F[t-L .. t-1].
-    F = torch.full((B, L + T + 1), inf, dtype=torch.float64, device=dev)
-    F[:, L] = 0.0  # F[0, 0] = 0
-    arg = torch.zeros(Gmax + 1, B, T + 1, dtype=torch.int16, device=dev)
-    final = torch.zeros(B, dtype=torch.float64, device=dev)
-    bi = torch.arange(B, device=dev)
-
-    T_list, G_list = lens.tolist(), Gs.tolist()
-    finishing = set(G_list)
-    states = 0
-    tt = torch.arange(T + 1, device=dev)
-    for g in range(1, Gmax + 1):
-        # Per-item bounds; the batch evaluates their union and masks the rest.
-        bounds = [_bounds(t_b, g_b, g, L, pruned) if g <= g_b else (1, 0) for t_b, g_b in zip(T_list, G_list)]
-        states += sum(max(0, hi - lo + 1) for lo, hi in bounds)
-        live = [(lo, hi) for lo, hi in bounds if hi >= lo]
-        F_new = torch.full_like(F, inf)
-        if live:
-            a, b = min(lo for lo, _ in live), max(hi for _, hi in live)
-            cand = F.unfold(1, L, 1)[:, a:b + 1] + C[:, a:b + 1]  # [B, n, L]
-            vals, ks = cand.min(dim=-1)  # first minimum: deterministic tie-break
-            if pruned and B > 1:
-                lo_t = torch.tensor([lo for lo, _ in bounds], device=dev).unsqueeze(1)
-                hi_t = torch.tensor([hi for _, hi in bounds], device=dev).unsqueeze(1)
-                t_rng = tt[a:b + 1].unsqueeze(0)
-                vals = vals.masked_fill((t_rng < lo_t) | (t_rng > hi_t), inf)
-            F_new[:, L + a:L + b + 1] = vals
-            arg[g, :, a:b + 1] = ks.to(torch.int16)
-        if g in finishing:  # items whose last segment is g: read off F[G_b, T_b]
-            done = Gs == g
-            final[done] = F_new[done, L + lens[done]]
-        F = F_new
-
-    # Back-trace all items together, from segment G_b down to 1.
-    out = torch.zeros(B, Gmax, dtype=torch.long, device=dev)
-    t = lens.clone()
-    for g in range(Gmax, 0, -1):
-        active = g <= Gs
-        k = arg[g, bi, t.clamp(0, T)].long()
-        seg = torch.where(active, L - k, torch.zeros_like(k))
-        out[:, g - 1] = seg
-        t = t - seg
+    lo, hi = _state_bounds(lens.cpu(), Gs.cpu(), Gmax, L, pruned)  # [Gmax+1, B] each; empty where g > G_b
+    states = int((hi - lo + 1).clamp_min(0).sum())
+    seg, final = _dp_on_host(C.cpu().numpy(), lens.cpu().numpy(), Gs.cpu().numpy(), lo.numpy(), hi.numpy(),
+                             mask_items=pruned and B > 1)
+    out = torch.from_numpy(seg).to(xb.device)
+    final_t = torch.from_numpy(final).to(xb.device)
     result = out if batched else out[0]
     if not return_stats:
         return result
-    return result, DPStats(states=states, transitions=states * L, cost=final if batched else final[0])
+    return result, DPStats(states=states, transitions=states * L, cost=final_t if batched else final_t[0])

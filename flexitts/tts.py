@@ -147,7 +147,7 @@ class TTS:
         self.mel = MelSpectrogram(nar.config.mel).to(self.device)
         self.sample_rate = int(nar.config.mel.sample_rate)
         self._prompts: dict[tuple[str, str, str | None], _Prompt] = {}
-        self._phone_table: torch.Tensor | None = None  # codec.code_phone_table(), built on first use
+        self._phone_table: torch.Tensor | None = None  # codec.code_phone_table(), on first use (cached on disk)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -249,8 +249,9 @@ class TTS:
         if weight > 0 and self.asr is not None and getattr(self.codec.config, "asr", None) == "ctc" \
                 and list(self.asr.config.symbols) == list(self.ar.config.symbols):
             if self._phone_table is None:
-                with torch.no_grad():
-                    self._phone_table = self.codec.code_phone_table()
+                from codec.phone_table_cache import cached_code_phone_table
+
+                self._phone_table = cached_code_phone_table(self.codec)
             options.update(phone_guide=self._phone_table, phone_guide_weight=weight)
         return options
 

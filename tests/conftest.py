@@ -10,6 +10,15 @@ import soundfile as sf
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Derived data the code caches (`$FLEXITTS_CACHE`: code-phone tables, parsed sentences) goes to a folder of
+    this test session, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLEXITTS_CACHE", str(tmp_path_factory.mktemp("flexitts_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tests use tiny models: on one thread they run far faster (and do not fight a busy CPU)."""

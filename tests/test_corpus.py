@@ -29,15 +29,6 @@ TINY_VOICES = ["mb-us1", "mb-us3", "en-us"]
 TINY_SEED = 1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    """Keep the sentence cache of these tests out of the user's ~/.cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLEXITTS_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
 # ---------------------------------------------------------------- sentence cleaning
 
 

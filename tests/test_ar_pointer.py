@@ -334,3 +334,26 @@ def test_code_phone_table_is_each_codes_own_reading():
             logits, _ = codec.code_phone_logits(torch.tensor([[code]]), torch.tensor([[1]]))
             logits[..., blank] = float("-inf")
             assert int(table[:, code].argmax()) in set(logits[0].argmax(dim=-1).tolist())
+
+
+def test_code_phone_subframes_place_the_codecs_reading_of_the_codes():
+    from itertools import groupby
+
+    from flexitts.data.phone_alignment import code_phone_subframes
+    from tests.test_codec_model import tiny_codec
+
+    codec = tiny_codec(phone_subframes=2)
+    with torch.no_grad():
+        codec.asr_extractor.head.weight.mul_(20.0)
+        codec.semantic_decoder.proj_out.weight.normal_(std=0.5)
+    gen = torch.Generator().manual_seed(4)
+    codes = torch.randint(0, codec.fsq.codebook_size, (12,), generator=gen)
+    durations = torch.randint(1, 4, (12,), generator=gen)
+    placed = code_phone_subframes(codec, codes, durations)
+    read = codec.read_code_phones(codes, durations)
+    assert placed.shape == (2 * int(durations.sum()),) and placed.dtype == np.int64
+    assert read, "the scaled head should read some phones"
+    # The same phones in the same order (runs collapsed: a phone read twice in a row fills one run).
+    assert [k for k, _ in groupby(placed.tolist()) if k] == [k for k, _ in groupby(read)]
+    first = int(np.flatnonzero(placed)[0])
+    assert not placed[:first].any() and placed[first:].all()  # silence only before the first phone

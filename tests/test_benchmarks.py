@@ -108,6 +108,7 @@ def test_nar_benchmark_gives_a_phone_nar_the_aligned_phones(tts, manifest, tmp_p
 
     from flexitts import TTS
     from flexitts.benchmarks.nar import load_cases, run_nar_benchmark
+    from flexitts.data.phone_alignment import code_phone_subframes
     from flexitts.errors import ConfigError
     from flexitts.training.nar import grown_state
     from nar import Voicebox
@@ -115,18 +116,30 @@ def test_nar_benchmark_gives_a_phone_nar_the_aligned_phones(tts, manifest, tmp_p
     cases, _ = load_cases(manifest, limit=1, speaker_prefix="mb-")
     options = dict(steps=[1], cfgs=[2.0], sway_row=None, wer=False, similarity=False, threads=1)
     with pytest.raises(ConfigError, match="phone-conditioned"):
-        run_nar_benchmark(tts, cases, tmp_path / "plain", aligned_phones=True, **options)
+        run_nar_benchmark(tts, cases, tmp_path / "plain", phones_from="text", **options)
     nar = Voicebox(dataclasses.replace(tts.nar.config, num_phones=len(tts.table.symbols), code_encoder_layers=1))
     nar.load_state_dict(grown_state(nar, tts.nar.state_dict()))
     seen = []
     original = nar.sample
     nar.sample = lambda *a, **k: seen.append(k) or original(*a, **k)
     phoned = TTS(tts.codec, tts.ar, nar, tts.vocoder, tts.asr, device="cpu")
-    result = run_nar_benchmark(phoned, cases, tmp_path / "phones", aligned_phones=True, **options)
-    assert result["settings"]["aligned_phones"] and "The NAR also gets phones" in (tmp_path / "phones.md").read_text()
-    frames = result["per_utterance"][0]["tokens"]  # tokens, and below 2 phone ids per base frame
-    assert seen and all(k["phones"].shape[0] == 1 and k["phones"].shape[1] % 2 == 0 for k in seen)
-    assert int((seen[-1]["phones"] > 0).sum()) > 0 and frames > 0
+    with pytest.raises(ConfigError, match="text, codes"):
+        run_nar_benchmark(phoned, cases, tmp_path / "bad", phones_from="words", **options)
+    given = {}
+    for source in ("text", "codes"):
+        seen.clear()
+        result = run_nar_benchmark(phoned, cases, tmp_path / source, phones_from=source, **options)
+        assert result["settings"]["phones_from"] == source
+        assert "The NAR also gets phones" in (tmp_path / f"{source}.md").read_text()
+        assert seen and all(k["phones"].shape[0] == 1 and k["phones"].shape[1] % 2 == 0 for k in seen)
+        given[source] = seen[-1]["phones"][0]
+    assert int((given["text"] > 0).sum()) > 0
+    # From the codes: exactly the codec's own reading of the case's codes, none of the transcript.
+    tok = tts.codec.encode(cases[0].target.wav, tts.codec.sample_rate, num_quantizers=1)
+    g = int(tok.num_tokens[0])
+    expected = code_phone_subframes(tts.codec, tok.semantic_codes[0, :g], tok.token_lengths[0, :g])
+    assert given["codes"].tolist() == expected.tolist()
+    assert given["codes"].shape == given["text"].shape
 
 
 def test_bench_nar_cli_with_wer(bundle, manifest, tmp_path, capsys):

@@ -56,27 +56,43 @@ class NarCase:
 
 
 # ---------------------------------------------------------------- data
-def _aligned_phones(tts: Any, case: NarCase, durations: Any, prompt_durations: Any) -> dict[str, Any]:
-    """`Voicebox.sample`'s `phones` (the target transcript, forced-aligned) and `prompt_phones` (greedy CTC) of one
-    case, `[1, 2 * frames]` each."""
+PHONE_SOURCES = ("text", "codes")
+PHONE_SOURCE_TEXT = {"text": "the target's transcript aligned by CTC forced alignment",
+                     "codes": "the target's phones as the codec reads them from its codes alone (no transcript)"}
+
+
+def _case_phones(tts: Any, case: NarCase, codes: Any, durations: Any, prompt_durations: Any,
+                 source: str = "text") -> dict[str, Any]:
+    """`Voicebox.sample`'s `phones` and `prompt_phones` of one case, `[1, 2 * frames]` each.
+
+    The target's phones come from its transcript, forced-aligned (`source="text"`), or from its codes alone, read
+    by the codec (`"codes"`: `code_phone_subframes`, no transcript); the prompt's are read from its audio by
+    greedy CTC either way."""
     import torch
 
     from ar.pointer import spoken_positions
-    from flexitts.data.phone_alignment import greedy_onsets, phone_onsets, phone_subframes, pointer_skip_symbols
+    from flexitts.data.phone_alignment import (code_phone_subframes, greedy_onsets, phone_onsets, phone_subframes,
+                                               pointer_skip_symbols)
     from flexitts.errors import ConfigError
     from flexitts.text import phonemize
 
+    if source not in PHONE_SOURCES:
+        raise ConfigError(f"phones come from one of {', '.join(PHONE_SOURCES)}, not '{source}'")
     if not getattr(tts.nar.config, "num_phones", 0) or getattr(tts, "asr", None) is None:
         raise ConfigError("--phones needs a phone-conditioned NAR (num_phones) and the bundle's CTC recogniser")
     asr, table = tts.asr, tts.table
-    ids = table.encode(phonemize(case.target.text))
-    ids = [ids[i] for i in spoken_positions(ids, list(table.symbols), pointer_skip_symbols(table.symbols))]
-    wav = case.target.wav[None].to(tts.device)
-    onsets = phone_onsets(asr, wav, torch.tensor([wav.shape[-1]], device=tts.device), [ids])[0]
+    if source == "codes":
+        target = code_phone_subframes(tts.codec, codes, durations)
+    else:
+        ids = table.encode(phonemize(case.target.text))
+        ids = [ids[i] for i in spoken_positions(ids, list(table.symbols), pointer_skip_symbols(table.symbols))]
+        wav = case.target.wav[None].to(tts.device)
+        onsets = phone_onsets(asr, wav, torch.tensor([wav.shape[-1]], device=tts.device), [ids])[0]
+        target = phone_subframes(ids, onsets, int(durations.sum()))
     log_probs, _, lengths = asr(case.prompt.wav[None].to(tts.device))
     p_ids, p_frames = greedy_onsets(log_probs[0, : int(lengths[0])], asr.config.blank_id)
     p_onsets = p_frames / (float(asr.config.frame_rate) / 12.5)
-    return {"phones": torch.from_numpy(phone_subframes(ids, onsets, int(durations.sum())))[None].to(tts.device),
+    return {"phones": torch.from_numpy(target)[None].to(tts.device),
             "prompt_phones": torch.from_numpy(phone_subframes(p_ids, p_onsets, int(prompt_durations.sum())))[None].to(tts.device)}
 
 
@@ -144,7 +160,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                       wer: bool = True, similarity: bool = True, phones: bool = True, threads: int | None = None,
                       seed: int = 0, merging_threshold: float | None = None,
                       info: dict[str, Any] | None = None, progress: Progress = None,
-                      aligned_phones: bool = False) -> dict[str, Any]:
+                      phones_from: str | None = None) -> dict[str, Any]:
     """Benchmark the NAR and the vocoder of `tts` (a `flexitts.TTS`: its codec, nar, vocoder and mel) on `cases`.
 
     Args:
@@ -157,6 +173,8 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             (`flexitts.evaluation.phones`; skipped when the bundle has none).
         threads: torch intra-op threads (default: every CPU this process may use); seed: noise seed of the first
             utterance (utterance i uses seed + i in every row, so rows differ only by their settings).
+        phones_from: for a phone-conditioned NAR, where the target's phones come from: "text" (the transcript,
+            forced-aligned), "codes" (the codec's reading of the codes alone) or None (codes alone, no phones).
     """
     import torch
 
@@ -215,7 +233,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
             if int(p_frames[0]) != fpb * int(p_durs.sum()):
                 raise DataError(f"prompt of {case.target.id}: {int(p_frames[0])} mel frames but its tokens cover "
                                 f"{int(p_durs.sum())} base frames")
-            phones = _aligned_phones(tts, case, durations, p_durs) if aligned_phones else {}
+            phones = _case_phones(tts, case, codes, durations, p_durs, phones_from) if phones_from else {}
             prepared.append((codes, durations, p_codes, p_durs, p_mel, phones))
 
         def render(k: int, n_steps: int, cfg: float, sway: float | None) -> tuple[torch.Tensor, float, float]:
@@ -333,7 +351,7 @@ def run_nar_benchmark(tts: Any, cases: Sequence[NarCase], out: str | os.PathLike
                    "codec_default_threshold": float(codec.config.default_threshold),
                    "mel": {"sample_rate": sr, "hop_length": hop, "n_mels": int(mel_cfg.n_mels)}},
         "settings": {"rescale_cfg": rescale_cfg, "seed": seed, "wer": bool(recognizer), "similarity": bool(speaker_sim),
-                     "per": bool(reader), "aligned_phones": aligned_phones,
+                     "per": bool(reader), "phones_from": phones_from,
                      "warmup": "one untimed 1-step NAR call, vocoder and copy-synthesis of the first utterance",
                      "stoi": "pystoi, classic, output against the original (aligned: ground-truth durations)",
                      "similarity_to": "the prompt audio (resemblyzer cosine)",
@@ -464,8 +482,8 @@ def render_markdown(res: dict[str, Any]) -> str:
           + ("its default threshold" if m['codec_threshold'] == m.get('codec_default_threshold', m['codec_threshold'])
              else "merging threshold") + f" {m['codec_threshold']:g} ({d.get('frame_rate_hz', float('nan')):.2f} tokens/s); prompt: the first {d['prompt_seconds_mean']:.2f} s (mean; whole "
           "80 ms frames) of another utterance of the same speaker."
-          + (" The NAR also gets phones: the target's transcript aligned by CTC forced alignment, the prompt's read "
-             "by greedy CTC (the bundle's recogniser)." if s.get("aligned_phones") else ""),
+          + (f" The NAR also gets phones: {PHONE_SOURCE_TEXT[s['phones_from']]}, the prompt's read by greedy CTC (the "
+             "bundle's recogniser)." if s.get("phones_from") else ""),
         f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
         "Timings are wall-clock and depend on machine load.", "",
@@ -515,8 +533,10 @@ def add_parser(components: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-wer", action="store_true", help="skip pocketsphinx WER (much faster)")
     parser.add_argument("--no-similarity", action="store_true", help="skip resemblyzer similarity")
     parser.add_argument("--no-per", action="store_true", help="skip the recogniser's phone error rate against the original")
-    parser.add_argument("--phones", action="store_true", help="also give a phone-conditioned NAR the target's transcript "
-                        "phones (CTC forced alignment) and the prompt's (greedy CTC)")
+    parser.add_argument("--phones", nargs="?", const="text", choices=PHONE_SOURCES, default=None,
+                        help="also give a phone-conditioned NAR the target's phones: 'text' (the default: the "
+                        "transcript, CTC forced alignment) or 'codes' (read from the codes alone by the codec, no "
+                        "transcript); the prompt's come from greedy CTC on its audio")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (utterance i uses seed + i)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="merging threshold of the ground-truth codes (1 = unmerged 12.5 Hz; default: the codec's)")
@@ -558,7 +578,7 @@ def run_cli(args: argparse.Namespace) -> int:
     result = run_nar_benchmark(tts, cases, args.out, steps=args.steps, cfgs=args.cfg,
                                sway_row=None if args.no_sway else SWAY_ROW, wer=not args.no_wer,
                                similarity=not args.no_similarity, phones=not args.no_per, threads=args.threads, seed=args.seed,
-                               merging_threshold=args.threshold, info=info, aligned_phones=args.phones,
+                               merging_threshold=args.threshold, info=info, phones_from=args.phones,
                                progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     json_path, md_path = report_paths(args.out)
     shown = next((r for r in result["rows"] if r["steps"] == 15 and r["cfg"] == 2.0), result["rows"][0])

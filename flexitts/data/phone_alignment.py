@@ -92,6 +92,26 @@ def phone_subframes(phone_ids: Sequence[int] | np.ndarray, onsets: np.ndarray | 
     return np.where(index >= 0, ids[np.clip(index, 0, max(0, len(ids) - 1))] if len(ids) else 0, 0).astype(np.int64)
 
 
+@torch.no_grad()
+def code_phone_subframes(codec: torch.nn.Module, codes: torch.Tensor, durations: torch.Tensor) -> np.ndarray:
+    """The phones a codec's semantic codes say on their own, placed where they start: for a phone-conditioned NAR
+    given tokens without a transcript (resynthesis from tokens alone).
+
+    Greedy CTC over `FlexiCodec.code_phone_logits` (the recogniser's head reading the decoded codes), each phone
+    starting at its first frame, then `phone_subframes`.
+
+    Args:
+        codec: a `FlexiCodec` whose ASR is the bundled CTC recogniser; codes: `[G]` FSQ codes; durations: `[G]`
+            their 12.5 Hz frames.
+    Returns:
+        `[2 * sum(durations)]` int64 phone ids (0 before the first phone).
+    """
+    logits, frames = codec.code_phone_logits(codes[None], durations[None])
+    config = codec.asr_extractor.config
+    ids, starts = greedy_onsets(logits[0, : int(frames[0])], config.blank_id)
+    return phone_subframes(ids, starts / (float(config.frame_rate) / BASE_FRAME_RATE), int(durations.sum()))
+
+
 def onsets_from_progress(durations: np.ndarray | torch.Tensor, progress: np.ndarray | torch.Tensor) -> np.ndarray:
     """Phone onsets (base frames) implied by generated tokens: `durations [G]` and `progress [G]` (phones started by
     each token's end, `ARGeneration.progress`) -> `[progress[-1]]`; the phones a token starts share its frames

@@ -71,8 +71,8 @@ def _case_phones(tts: Any, case: NarCase, codes: Any, durations: Any, prompt_dur
     import torch
 
     from ar.pointer import spoken_positions
-    from flexitts.data.phone_alignment import (code_phone_subframes, greedy_onsets, phone_onsets, phone_subframes,
-                                               pointer_skip_symbols)
+    from flexitts.data.phone_alignment import (code_phone_subframes, greedy_phone_subframes, phone_onsets,
+                                               phone_subframes, pointer_skip_symbols)
     from flexitts.errors import ConfigError
     from flexitts.text import phonemize
 
@@ -90,10 +90,10 @@ def _case_phones(tts: Any, case: NarCase, codes: Any, durations: Any, prompt_dur
         onsets = phone_onsets(asr, wav, torch.tensor([wav.shape[-1]], device=tts.device), [ids])[0]
         target = phone_subframes(ids, onsets, int(durations.sum()))
     log_probs, _, lengths = asr(case.prompt.wav[None].to(tts.device))
-    p_ids, p_frames = greedy_onsets(log_probs[0, : int(lengths[0])], asr.config.blank_id)
-    p_onsets = p_frames / (float(asr.config.frame_rate) / 12.5)
+    prompt = greedy_phone_subframes(log_probs[0, : int(lengths[0])], asr.config.blank_id, asr.config.frame_rate,
+                                    int(prompt_durations.sum()))
     return {"phones": torch.from_numpy(target)[None].to(tts.device),
-            "prompt_phones": torch.from_numpy(phone_subframes(p_ids, p_onsets, int(prompt_durations.sum())))[None].to(tts.device)}
+            "prompt_phones": torch.from_numpy(prompt)[None].to(tts.device)}
 
 
 def load_cases(manifest: str | os.PathLike, limit: int | None = None, speaker_prefix: str | None = None,

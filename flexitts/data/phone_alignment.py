@@ -92,6 +92,13 @@ def phone_subframes(phone_ids: Sequence[int] | np.ndarray, onsets: np.ndarray | 
     return np.where(index >= 0, ids[np.clip(index, 0, max(0, len(ids) - 1))] if len(ids) else 0, 0).astype(np.int64)
 
 
+def greedy_phone_subframes(log_probs: torch.Tensor, blank: int, frame_rate: float, frames: int) -> np.ndarray:
+    """`phone_subframes` of what greedy CTC reads in `log_probs [T', V]` (scores at `frame_rate` Hz; each phone
+    starting at its first frame) over `frames` base frames: `[2 * frames]` int64."""
+    ids, starts = greedy_onsets(log_probs, blank)
+    return phone_subframes(ids, starts / (float(frame_rate) / BASE_FRAME_RATE), frames)
+
+
 @torch.no_grad()
 def code_phone_subframes(codec: torch.nn.Module, codes: torch.Tensor, durations: torch.Tensor) -> np.ndarray:
     """The phones a codec's semantic codes say on their own, placed where they start: for a phone-conditioned NAR
@@ -108,8 +115,7 @@ def code_phone_subframes(codec: torch.nn.Module, codes: torch.Tensor, durations:
     """
     logits, frames = codec.code_phone_logits(codes[None], durations[None])
     config = codec.asr_extractor.config
-    ids, starts = greedy_onsets(logits[0, : int(frames[0])], config.blank_id)
-    return phone_subframes(ids, starts / (float(config.frame_rate) / BASE_FRAME_RATE), int(durations.sum()))
+    return greedy_phone_subframes(logits[0, : int(frames[0])], config.blank_id, config.frame_rate, int(durations.sum()))
 
 
 def onsets_from_progress(durations: np.ndarray | torch.Tensor, progress: np.ndarray | torch.Tensor) -> np.ndarray:

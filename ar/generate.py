@@ -206,6 +206,7 @@ def generate(
     match_rate: bool | str = False,
     text_cfg: float = 0.0,
     prompt_onsets: Any = None,
+    match_pace: bool = False,
     phone_guide: torch.Tensor | None = None,
     phone_guide_weight: float = 1.0,
 ) -> ARGeneration:
@@ -248,6 +249,11 @@ def generate(
             log-probability gains `phone_guide_weight * log(mass on the phones at pointer - 1, pointer, pointer + 1
             + 1e-4)`: codes that cannot be the phone due (or the one being spoken) are pushed down, a shallow
             fusion of the AR with the codec's own reading of its codes. None: off.
+        match_pace: for a phone-pointer model with a prompt transcript: tilt each advance distribution (linearly
+            exponential, like `match_rate`) so that its mean is the prompt's phones per frame times the token's
+            duration, plus half the phones the speech so far is behind that pace. Without it, a token rate below
+            the AR's own (`match_rate` stretching durations) slows the speech down instead of packing more
+            phones into each token. False: the advance head's distribution as it is.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -325,7 +331,7 @@ def generate(
             model, texts, ref_ph, ref_codes, ref_durs, rates, min_len, max_len, min_frames, max_frames,
             match_rate, generators,
             temperature, top_k, top_p, duration_top_k, duration_temperature, use_cache, device, text_cfg, phones,
-            (phone_guide, phone_guide_weight) if phone_guide is not None else None,
+            (phone_guide, phone_guide_weight) if phone_guide is not None else None, match_pace,
         )
     finally:
         model.train(was_training)
@@ -395,6 +401,7 @@ def _loop(
     text_cfg: float = 0.0,
     phones: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
     guide: tuple[torch.Tensor, float] | None = None,
+    match_pace: bool = False,
 ) -> ARGeneration:
     """The step loop. Every step n: sample d_{n} of the token fed last (n > 0), stop items at their maximum
     (tokens, or frames covered), sample the next code (EOS masked below the minimum tokens or frames), stop items
@@ -431,6 +438,10 @@ def _loop(
         reached = prompt_progress.gather(1, (code_lengths - 1).clamp(min=0)[:, None]).squeeze(1) * (code_lengths > 0)
         start_reached = reached.clone()  # the new text's first phone
         advance_values = torch.arange(cfg.max_advance + 1, device=device)
+        # match_pace's target: the prompt's phones per 12.5 Hz frame (items without a prompt are not paced).
+        prompt_frames = durations.sum(dim=1)
+        phone_pace = start_reached.double() / prompt_frames.clamp(min=1)
+        paced = (start_reached > 0) & (prompt_frames > 0) & match_pace
     embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate, *pointer_args)
     prefix_lengths = mask.sum(dim=1)
     cache = DynamicCache(config=model.backbone.config) if use_cache else None
@@ -478,7 +489,16 @@ def _loop(
                 rows = half if guided else batch  # the text-free copies follow the first half's pointer
                 adv_logits = model.advance_head(state[:rows]).to(_sampling_dtype(state))
                 too_far = advance_values[None, :] > (spoken_lengths - reached)[:rows, None]  # never past the last phone
-                advance = sample_from_logits(adv_logits.masked_fill(too_far, float("-inf")), uniforms[:rows, 2])
+                adv_logits = adv_logits.masked_fill(too_far, float("-inf"))
+                if match_pace:
+                    # Aim at the phones this token's frames take at the prompt's pace, plus a share of the
+                    # phones the speech is behind (or minus those it is ahead).
+                    duration = out_durs[:rows, step - 1]
+                    behind = phone_pace[:rows] * (out_durs[:rows, :step].sum(dim=1) - duration) - (reached - start_reached)[:rows]
+                    aim = phone_pace[:rows] * duration + RATE_FEEDBACK * behind
+                    tilted = tilt_to_mean(adv_logits, advance_values, aim)
+                    adv_logits = torch.where(paced[:rows, None], tilted, adv_logits)
+                advance = sample_from_logits(adv_logits, uniforms[:rows, 2])
                 if guided:
                     advance = torch.cat([advance, advance])
                 reached = reached + torch.where(active, advance, torch.zeros_like(advance))

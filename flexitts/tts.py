@@ -24,7 +24,7 @@ from flexitts.errors import CheckpointError, ConfigError, TextError
 from flexitts.pipeline.audio_join import crossfade_join
 from flexitts.pipeline.precision import autocast, resolve_precision
 from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_DURATION_TOP_K, DEFAULT_FRAME_RATE,
-                                                 DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG,
+                                                 DEFAULT_MATCH_PACE, DEFAULT_MATCH_RATE, DEFAULT_PACE, DEFAULT_PHONE_CFG,
                                                  DEFAULT_PHONE_CFG_UNTIL, DEFAULT_PHONE_GUIDE, DEFAULT_CFG_UNTIL,
                                                  DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 from flexitts.pipeline.speed import scale_durations
@@ -324,7 +324,9 @@ class TTS:
         down codes whose own reading is not the phone due; 0 = off), phone_cfg (`DEFAULT_PHONE_CFG`: with a
         phone-conditioned NAR, the weight of phone guidance, which pulls the speech towards the text's phones where
         the codes disagree; 0 = off), phone_cfg_until (`DEFAULT_PHONE_CFG_UNTIL`: phone guidance on the NAR steps
-        that start before this flow time, 0..1).
+        that start before this flow time, 0..1), match_pace (`DEFAULT_MATCH_PACE`: with a phone-pointer AR, tilt the
+        phone advances to the reference's phones per frame, so the speech keeps the reference's pace at any token
+        rate instead of slowing down as the rate falls).
         Returns `(wav float32 [S], sample_rate, info)`.
         """
         parts = list(self._run(text, ref_audio, ref_text, streaming=False, **options))
@@ -357,7 +359,8 @@ class TTS:
              phone_guide: float = DEFAULT_PHONE_GUIDE,
              phone_cfg: float = DEFAULT_PHONE_CFG,
              phone_cfg_until: float = DEFAULT_PHONE_CFG_UNTIL,
-             cfg_until: float = DEFAULT_CFG_UNTIL) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
+             cfg_until: float = DEFAULT_CFG_UNTIL,
+             match_pace: bool = DEFAULT_MATCH_PACE) -> Iterator[tuple[np.ndarray, SynthesisInfo | None]]:
         from flexitts.text import phonemize_batch
 
         if not 0.25 <= speed <= 4.0:
@@ -405,6 +408,7 @@ class TTS:
                     prompt_durations=[prompt.durations] * n, prompt_phonemes=[torch.tensor(prompt.phoneme_ids)] * n,
                     rate=frame_rate, temperature=temperature, top_k=top_k, top_p=top_p, duration_top_k=duration_top_k,
                     duration_temperature=duration_temperature, pace=pace, match_rate=match_rate,
+                    match_pace=match_pace and self.ar.config.phone_pointer,
                     seed=[seed + i + k * CANDIDATE_SEED_STRIDE for i, k in rows], text_cfg=text_cfg,
                     **self._pointer_options(prompt, n, phone_guide),
                 )

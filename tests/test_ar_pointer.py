@@ -209,6 +209,31 @@ def test_eos_waits_until_every_phone_has_started():
                               pace=(0.0, 0.1)).lengths[0]) == 1
 
 
+def test_match_pace_packs_the_prompts_phones_per_frame_into_longer_tokens():
+    # Every token lasts 4 frames and the advance head prefers 1 phone a token; the prompt speaks 3 phones in
+    # 6 frames (0.5 a frame), so at its pace each 4-frame token should move the pointer by about 2.
+    text = [SYMBOLS.index(f"p{k}") for k in range(2, 26)]  # 24 phones
+    prompt = dict(prompt_codes=[1, 2, 3, 4], prompt_durations=[1, 2, 1, 2],
+                  prompt_phonemes=[SYMBOLS.index(s) for s in ["p27", "p28", "p29"]], prompt_onsets=[0.0, 2.0, 4.0])
+    model = _biased(pointer_model(), eos=40.0)
+    with torch.no_grad():
+        model.duration_head.bias.zero_()
+        model.duration_head.bias[3] = 20.0  # 4 frames
+        model.advance_head.bias.zero_()
+        model.advance_head.bias[1] = 5.0
+    plain = model.generate(text, seed=0, min_len_ratio=0.01, **prompt)
+    paced = model.generate(text, seed=0, min_len_ratio=0.01, match_pace=True, **prompt)
+    for out in (plain, paced):
+        assert int(out.progress[0, -1]) == 24 and bool(out.ended_by_eos[0])  # every phone spoken either way
+        assert bool((out.durations[0] == 4).all())
+    assert 24 / (4 * int(plain.lengths[0])) <= 0.35  # about a phone a token: far below the prompt's pace
+    phones_per_frame = 24 / (4 * int(paced.lengths[0]))
+    assert 0.43 <= phones_per_frame <= 0.57, phones_per_frame
+    # Without a prompt there is no pace to match: the same draws as without the option.
+    alone = model.generate(text, seed=0, min_len_ratio=0.01)
+    assert torch.equal(alone.codes, model.generate(text, seed=0, min_len_ratio=0.01, match_pace=True).codes)
+
+
 def test_pointer_generation_batches_caches_and_guides_consistently():
     model = pointer_model(dtype=torch.float64)
     texts = [[SYMBOLS.index(f"p{k}") for k in (4, 0, 9, 12, 5)], [SYMBOLS.index(f"p{k}") for k in (20, 21, 1, 22)]]

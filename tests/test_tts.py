@@ -218,7 +218,8 @@ def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, caps
     from types import SimpleNamespace
 
     from flexitts.cli.main import main
-    from flexitts.pipeline.sampling_defaults import DEFAULT_CFG_UNTIL, DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_RATE
+    from flexitts.pipeline.sampling_defaults import (DEFAULT_CFG_UNTIL, DEFAULT_DURATION_TOP_K, DEFAULT_MATCH_PACE,
+                                                     DEFAULT_MATCH_RATE)
     from flexitts.tts import TTS
 
     calls = []
@@ -230,12 +231,13 @@ def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, caps
 
     monkeypatch.setattr(TTS, "from_pretrained", classmethod(lambda cls, *a, **k: Recorder()))
     base = ["synthesize", "--text", "Hi.", "--ref", "ref.wav", "--out", str(tmp_path / "x.wav")]
-    for extra in ([], ["--match-rate", "off"], ["--match-rate", "linear"], ["--match-rate", "log"]):
+    for extra in ([], ["--match-rate", "off"], ["--match-rate", "linear"], ["--match-rate", "log"], ["--match-pace"]):
         assert main([*base, *extra]) == 0
     assert calls[0]["match_rate"] == DEFAULT_MATCH_RATE and calls[0]["duration_top_k"] == DEFAULT_DURATION_TOP_K
     assert calls[0]["frame_rate"] is None and calls[0]["merging_threshold"] is None  # TTS applies its default rate
     assert calls[0]["cfg_until"] == DEFAULT_CFG_UNTIL
-    assert [c["match_rate"] for c in calls[1:]] == [False, "linear", "log"]
+    assert [c["match_rate"] for c in calls[1:4]] == [False, "linear", "log"]
+    assert calls[0]["match_pace"] == DEFAULT_MATCH_PACE and calls[4]["match_pace"] is True
     with pytest.raises(SystemExit):
         main([*base, "--match-rate", "cubic"])
     assert "invalid choice" in capsys.readouterr().err
@@ -259,7 +261,9 @@ def test_eval_tts_same_speaker(tts, real_speech_16k, tmp_path):
     assert result["tokens_per_second"] > 0 and "| WER |" in render_tts_markdown(result)
     # The bundle's recogniser reads phones from the outputs and the originals (random ones: a random tiny model).
     assert result["per"] >= 0 and all(isinstance(i["original_phones"], str) for i in result["items"])
-    assert "direct_wer" not in result
+    assert "direct_wer" not in result and "direct_length_ratio" not in result
+    originals = sum(i["original_seconds"] for i in result["items"])
+    assert result["length_ratio"] == pytest.approx(sum(i["seconds"] for i in result["items"]) / originals)
     # The report records every setting in effect: the defaults, the options over them, the rate resolved.
     from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE
 
@@ -295,6 +299,10 @@ def test_eval_tts_direct_voice_baseline(tts, real_speech_16k, tmp_path):
     expected_ratio = result["wer"] / result["direct_wer"] if result["direct_wer"] > 0 else None
     assert result["direct_wer_ratio"] == (pytest.approx(expected_ratio) if expected_ratio else None)
     assert "spoken directly by the corpus voice mb-us1" in render_tts_markdown(result)
+    # The pace against the voice's own: the output's seconds over those of the sentence spoken directly.
+    assert 1.5 < item["direct_seconds"] < 5.0  # about 2.5 s
+    assert result["direct_length_ratio"] == pytest.approx(item["seconds"] / item["direct_seconds"])
+    assert f"{result['direct_length_ratio']:.2f}x as long as the voice" in render_tts_markdown(result)
 
 
 def test_nar_precision_choice(bundle, real_speech_16k):

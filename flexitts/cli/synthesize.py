@@ -11,7 +11,7 @@ def _match_rate_name(match_rate: bool | str) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from flexitts.pipeline.sampling_defaults import (DEFAULT_CANDIDATES, DEFAULT_CFG_UNTIL, DEFAULT_DURATION_TOP_K,
-                                                     DEFAULT_FRAME_RATE, DEFAULT_MATCH_RATE, DEFAULT_PACE,
+                                                     DEFAULT_FRAME_RATE, DEFAULT_MATCH_PACE, DEFAULT_MATCH_RATE, DEFAULT_PACE,
                                                      DEFAULT_PHONE_CFG, DEFAULT_PHONE_CFG_UNTIL, DEFAULT_PHONE_GUIDE,
                                                      DEFAULT_TEXT_CFG, DEFAULT_TOP_K)
 
@@ -59,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--match-rate", choices=["log", "linear", "off"], default=_match_rate_name(DEFAULT_MATCH_RATE),
                         help="tilt the durations towards the asked token rate, by log k (power law) or k (exponential); "
                              "off: draw them as the model predicts (default: %(default)s)")
+    parser.add_argument("--match-pace", action=argparse.BooleanOptionalAction, default=DEFAULT_MATCH_PACE,
+                        help="with a phone-pointer AR, tilt the phone advances to the reference's phones per frame, so "
+                             "a low token rate packs more phones into each token instead of slowing the speech down "
+                             "(natural pace, but higher WER with the demo AR; default: %(default)s)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking-rate factor (2: twice as fast)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     parser.add_argument("--checkpoint", default=None, help="bundle folder or URI (default: the bundled demo models)")
@@ -94,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         text, args.ref, ref_text=args.ref_text, merging_threshold=args.threshold, frame_rate=args.frame_rate,
         steps=args.steps, cfg=args.cfg, cfg_until=args.cfg_until, rescale_cfg=args.rescale_cfg, sway=args.sway, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, duration_top_k=args.duration_top_k, candidates=args.candidates,
-        text_cfg=args.text_cfg, phone_guide=args.phone_guide, phone_cfg=args.phone_cfg, phone_cfg_until=args.phone_cfg_until, pace=None if args.no_pace else tuple(args.pace), match_rate=False if args.match_rate == "off" else args.match_rate, speed=args.speed, seed=args.seed,
+        text_cfg=args.text_cfg, phone_guide=args.phone_guide, phone_cfg=args.phone_cfg, phone_cfg_until=args.phone_cfg_until, pace=None if args.no_pace else tuple(args.pace), match_rate=False if args.match_rate == "off" else args.match_rate,
+        match_pace=args.match_pace, speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
     print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "

@@ -91,11 +91,14 @@ def evaluate_tts(
             "original_phones": reader.read(original, rate) if reader else None,
             "similarity": similarity.score(wav, rate, reference_wav, rate),
             "original_similarity": similarity.score(original, rate, reference_wav, rate),
-            "seconds": len(wav) / rate, "rtf": seconds / max(1e-9, len(wav) / rate),
+            "seconds": len(wav) / rate, "original_seconds": len(original) / rate,
+            "rtf": seconds / max(1e-9, len(wav) / rate),
             "tokens": int(len(info.codes)), "frame_rate": info.frame_rate, "timings": info.timings,
         })
         if direct_speaker is not None:
-            items[-1]["direct_hypothesis"] = asr.transcribe(_speak(direct_speaker, row.text, rate), rate)
+            spoken = _speak(direct_speaker, row.text, rate)
+            items[-1]["direct_hypothesis"] = asr.transcribe(spoken, rate)
+            items[-1]["direct_seconds"] = len(spoken) / rate
         if progress is not None:
             progress(number + 1, len(rows))
     texts = [i["text"] for i in items]
@@ -106,7 +109,9 @@ def evaluate_tts(
     if direct_speaker is not None:
         direct_wer = word_error_rate(texts, [i["direct_hypothesis"] for i in items])
         direct = {"direct_voice": direct_speaker.id, "direct_wer": direct_wer,
-                  "direct_wer_ratio": _ratio(wer, direct_wer)}
+                  "direct_wer_ratio": _ratio(wer, direct_wer),
+                  # The output's pace against the voice's own: above 1, the output speaks more slowly.
+                  "direct_length_ratio": total_seconds / max(1e-9, sum(i["direct_seconds"] for i in items))}
     return {
         "manifest": str(path), "ref_strategy": ref_strategy, "utterances": len(items), "offset": offset,
         "options": options or {},
@@ -117,6 +122,7 @@ def evaluate_tts(
         "original_similarity": float(np.mean([i["original_similarity"] for i in items])),
         "rtf": float(np.mean([i["rtf"] for i in items])),
         "tokens_per_second": sum(i["tokens"] for i in items) / max(1e-9, total_seconds),
+        "length_ratio": total_seconds / max(1e-9, sum(i["original_seconds"] for i in items)),
         **direct,
         "items": items,
     }
@@ -173,7 +179,11 @@ def render_tts_markdown(result: dict[str, Any]) -> str:
     if result.get("direct_wer") is not None:
         direct_ratio = _ratio_text(result["direct_wer_ratio"])
         direct = [f"The same sentences spoken directly by the corpus voice {result['direct_voice']} (espeak-ng): "
-                  f"WER {result['direct_wer']:.3f}; the output's WER is {direct_ratio}x that.", ""]
+                  f"WER {result['direct_wer']:.3f}; the output's WER is {direct_ratio}x that."]
+        if result.get("direct_length_ratio") is not None:
+            direct.append(f"The output lasts {result['direct_length_ratio']:.2f}x as long as the voice speaking "
+                          "directly (above 1: slower speech).")
+        direct.append("")
     return "\n".join([
         f"# TTS evaluation: {result['manifest']} ({result['utterances']} utterances"
         + (f" after the first {result['offset']}" if result.get("offset") else "")
@@ -185,6 +195,8 @@ def render_tts_markdown(result: dict[str, Any]) -> str:
         f"{result['original_similarity']:.3f} | {result['rtf']:.3f} | {result['tokens_per_second']:.2f} | {per} |",
         "",
         *direct,
+        *([f"The output lasts {result['length_ratio']:.2f}x as long as the originals.", ""]
+          if result.get("length_ratio") is not None else []),
         "PER: phone error rate of the output against the original recording, both read by the bundle's CTC "
         "recogniser (0 = the same phones; `flexitts.evaluation.phones`).",
         "",

@@ -62,3 +62,10 @@ DEFAULT_PHONE_CFG_UNTIL = 0.25
 # until 0.3: 0.416 / 0.411, 0.334 / 0.377; 0.372 / 0.455, 0.346 / 0.356 (content suffers).
 # Similarity is unchanged throughout; 0.5 cuts the NAR's passes by 7 of 30, about 15% of the pipeline's time.
 DEFAULT_CFG_UNTIL = 0.5
+# Tilt the phone pointer's advances to the reference's phones per frame (`ar.generate`'s `match_pace`). Off, the
+# demo AR moves about one phone per token whatever the asked rate, so match_rate's longer durations slow the speech
+# down: 1.26x the reference voice's own duration at 8.1 Hz, 1.53x at 6.25 Hz (12 test sentences, mb-us1). On, the
+# speech keeps the voice's pace (1.01x at both rates, 8.5 / 6.6 tokens/s) but each token must say more, and WER rises
+# (20 sentences, seeds 0 / 100: mb-us1 0.576 / 0.602 against 0.398 / 0.364; held-out mb-us3 0.455 / 0.485 against
+# 0.299 / 0.368); reports/tts_pace.md. Off by default until an AR packs phones better.
+DEFAULT_MATCH_PACE = False

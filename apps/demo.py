@@ -116,7 +116,8 @@ def timings_markdown(info: Any, rate: float, audio_seconds: float) -> str:
     lines = [
         f"**{rate:.2f} tokens/s** on average: {tokens} tokens for {frames} frames at 12.5 Hz "
         f"({frames / max(1, tokens):.2f} frames per token), {audio_seconds:.2f} s of audio in "
-        f"{len(info.chunks)} chunk{'s' if len(info.chunks) != 1 else ''}.",
+        f"{len(info.chunks)} chunk{'s' if len(info.chunks) != 1 else ''}; the speech lasts "
+        f"{info.pace_ratio:.2f}x what the reference's pace gives for the text.",
         "",
         f"Seed {info.seed} · reference {info.reference_seconds:.2f} s"
         f"{' (clipped)' if info.reference_clipped else ''}, its phonemes from "

@@ -89,6 +89,17 @@ class SynthesisInfo:
     def rtf(self) -> float:
         return self.timings.get("total", 0.0) / max(1e-9, self.audio_seconds)
 
+    @property
+    def reference_pace_seconds(self) -> float:
+        """Seconds the text's phoneme symbols would take at the reference's pace (its seconds per symbol)."""
+        return len(self.phonemes) * self.reference_seconds / max(1, len(self.reference_phonemes))
+
+    @property
+    def pace_ratio(self) -> float:
+        """Seconds of generated speech (durations x 80 ms) over `reference_pace_seconds`: above 1, the speech is
+        slower than the reference's."""
+        return float(self.durations.sum()) / 12.5 / max(1e-9, self.reference_pace_seconds)
+
 
 @dataclass
 class _Prompt:

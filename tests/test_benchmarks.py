@@ -184,6 +184,8 @@ def test_pipeline_benchmark_rates_shares_memory(tts, tmp_path):
         assert sum(row["stage_share"].values()) == pytest.approx(1.0, abs=1e-6)
         assert row["stage_rtf"]["nar"] > 0 and row["stage_seconds"]["reference"] > 0  # encoded in every call
         assert row["peak_rss_mb"] is None or row["peak_rss_mb"] > 10
+        assert row["pace_ratio"] == pytest.approx(row["speech_seconds"] / row["reference_pace_seconds"])
+    assert "length vs the reference's pace" in (tmp_path / "pipe.md").read_text()
     assert {c["name"].split(" (")[0] for c in saved["checks"]} == {
         "whole-pipeline RTF", "AR steps per second of speech", "peak memory"}
     assert len(saved["per_sentence"]) == 4 and saved["host"]["torch_threads"] == 1

@@ -213,6 +213,23 @@ def test_demo_bundle_speaks_through_the_cli(tmp_path, capsys):
     assert to_text < 0.5 and to_other > to_text + 0.2
 
 
+def test_demo_bundle_keeps_the_reference_pace_with_match_pace():
+    """At a low token rate the demo AR's longer durations slow the speech down; `match_pace` packs more phones into
+    each token instead, so the speech keeps the reference's pace (`info.pace_ratio` near 1) at the same rate."""
+    from flexitts import TTS
+    from flexitts.benchmarks.pipeline import bundled_voice
+
+    tts = TTS.from_pretrained()
+    voice, voice_text = bundled_voice("mb-us1")
+    text = "The garden was full of yellow flowers, and the children played there every afternoon."
+    for seed in (0, 1):
+        runs = {paced: tts.synthesize(text, str(voice), voice_text, seed=seed, frame_rate=6.25, candidates=1,
+                                      match_pace=paced)[2] for paced in (False, True)}
+        assert runs[False].pace_ratio > 1.3 and 0.85 < runs[True].pace_ratio < 1.15
+        assert all(5.9 < info.frame_rate < 7.0 for info in runs.values())  # the asked rate either way
+        assert runs[True].reference_pace_seconds == pytest.approx(runs[False].reference_pace_seconds)
+
+
 def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, capsys):
     """The CLI hands TTS the shared defaults, and --match-rate's names map onto `match_rate`'s values."""
     from types import SimpleNamespace
@@ -227,7 +244,7 @@ def test_cli_passes_sampling_defaults_and_match_rate(monkeypatch, tmp_path, caps
     class Recorder:
         def synthesize(self, text, ref, **options):
             calls.append(options)
-            return np.full(16000, 0.1, dtype=np.float32), 16000, SimpleNamespace(frame_rate=8.0, rtf=0.1, seed=0)
+            return np.full(16000, 0.1, dtype=np.float32), 16000, SimpleNamespace(frame_rate=8.0, rtf=0.1, seed=0, pace_ratio=1.0)
 
     monkeypatch.setattr(TTS, "from_pretrained", classmethod(lambda cls, *a, **k: Recorder()))
     base = ["synthesize", "--text", "Hi.", "--ref", "ref.wav", "--out", str(tmp_path / "x.wav")]

@@ -166,7 +166,8 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
             row: dict[str, Any] = {"label": setting["label"], "frame_rate": setting["frame_rate"],
                                    "merging_threshold": setting["merging_threshold"], "default": setting["default"],
                                    "stage_seconds": {s: 0.0 for s in STAGES}, "total_seconds": 0.0,
-                                   "audio_seconds": 0.0, "speech_seconds": 0.0, "tokens": 0, "chunks": 0}
+                                   "audio_seconds": 0.0, "speech_seconds": 0.0, "reference_pace_seconds": 0.0,
+                                   "tokens": 0, "chunks": 0}
             peak = PeakMemory()
             for i, text in enumerate(texts):
                 say(f"{setting['label']}: sentence {i + 1}/{len(texts)}")
@@ -179,6 +180,7 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
                 row["total_seconds"] += float(out_info.timings["total"])
                 row["audio_seconds"] += seconds
                 row["speech_seconds"] += speech
+                row["reference_pace_seconds"] += out_info.reference_pace_seconds
                 row["tokens"] += int(len(out_info.codes))
                 row["chunks"] += len(out_info.chunks)
                 per_sentence.append({"setting": setting["label"], "sentence": i, "text": text,
@@ -192,6 +194,7 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
             row["stage_rtf"] = {k: v / audio for k, v in row["stage_seconds"].items()}
             row["stage_share"] = {k: v / max(1e-9, total) for k, v in row["stage_seconds"].items()}
             row["ar_steps_per_second"] = row["tokens"] / max(1e-9, row["speech_seconds"])
+            row["pace_ratio"] = row["speech_seconds"] / max(1e-9, row["reference_pace_seconds"])
             row["ar_tokens_per_second_generated"] = row["tokens"] / max(1e-9, row["stage_seconds"]["ar"])
             row["peak_rss_mb"], row["peak_delta_mb"] = peak.peak_mb, peak.delta_mb
             rows.append(row)
@@ -205,6 +208,8 @@ def run_pipeline_benchmark(tts: Any, ref_audio: Any, ref_text: str | None, out: 
                      "warmup": "one untimed synthesis of a short sentence at the first setting",
                      "rtf": "synthesis seconds / output audio seconds (sums over the sentences)",
                      "ar_steps_per_second": "generated tokens / seconds of speech they cover (durations x 80 ms)",
+                     "pace_ratio": ("seconds of speech / seconds the texts' phoneme symbols take at the reference's "
+                                    "pace (above 1: slower than the reference)"),
                      "memory": ("peak RSS (VmHWM, reset via /proc/self/clear_refs before each call), models included"
                                 if memory_supported else "ru_maxrss only (the whole process)"), **(info or {})},
         "host": {**machine_description(threads), "device": str(tts.device), "nar_precision": getattr(tts, "precision", "fp32")},
@@ -265,12 +270,12 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"Host: {h['cpu_model']}, {h['torch_threads']} torch threads on {h['cpus_usable']} CPUs ({h['device']}, NAR in {h.get('nar_precision', 'fp32')}; "
         f"1-min load average {h['load_avg_1min']}), torch {h['torch']}. {s['warmup'].capitalize()}. RTF: {s['rtf']}. "
         "Timings are wall-clock and depend on machine load.", "",
-        "| setting | tokens/s of speech | audio (s) | RTF | AR tokens/s | peak RSS (MiB) | "
-        + " | ".join(f"{k} share" for k in stages) + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(stages),
+        "| setting | tokens/s of speech | length vs the reference's pace | audio (s) | RTF | AR tokens/s | "
+        "peak RSS (MiB) | " + " | ".join(f"{k} share" for k in stages) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(stages),
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['label']} | {r['ar_steps_per_second']:.2f} | {r['audio_seconds']:.1f} | {r['rtf']:.3f} | "
+        lines.append(f"| {r['label']} | {r['ar_steps_per_second']:.2f} | {r['pace_ratio']:.2f} | {r['audio_seconds']:.1f} | {r['rtf']:.3f} | "
                      f"{r['ar_tokens_per_second_generated']:.1f} | {_fmt(r['peak_rss_mb'], 0)} | "
                      + " | ".join(f"{100 * r['stage_share'][k]:.1f}%" for k in stages) + " |")
     lines += ["", "Real-time factor per stage:", "",

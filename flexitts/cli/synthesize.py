@@ -102,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
         match_pace=args.match_pace, speed=args.speed, seed=args.seed,
     )
     save_audio(out, wav, rate)
-    print(f"wrote {out}: {len(wav) / rate:.2f} s of speech, {info.frame_rate:.2f} tokens/s on average, "
-          f"real-time factor {info.rtf:.2f} (seed {info.seed})")
+    print(f"wrote {out}: {len(wav) / rate:.2f} s of speech ({info.pace_ratio:.2f}x the reference's pace), "
+          f"{info.frame_rate:.2f} tokens/s on average, real-time factor {info.rtf:.2f} (seed {info.seed})")
     return 0

@@ -242,6 +242,10 @@ def test_pointer_generation_batches_caches_and_guides_consistently():
     for i in range(2):
         alone = model.generate(texts[i], seed=5 + i, **prompt)
         assert torch.equal(together.item(i)[0], alone.item(0)[0]) and torch.equal(together.item(i)[1], alone.item(0)[1])
+    paced = model.generate(texts, seed=[5, 6], match_pace=True, **prompt)  # the pace tilt is per item too
+    for i in range(2):
+        alone = model.generate(texts[i], seed=5 + i, match_pace=True, **prompt)
+        assert torch.equal(paced.item(i)[0], alone.item(0)[0]) and torch.equal(paced.item(i)[1], alone.item(0)[1])
     recomputed = model.generate(texts, seed=[5, 6], use_cache=False, **prompt)
     assert torch.equal(recomputed.codes, together.codes) and torch.equal(recomputed.durations, together.durations)
     guided = model.generate(texts, seed=[5, 6], text_cfg=1.0, **prompt)

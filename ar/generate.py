@@ -249,9 +249,9 @@ def generate(
             log-probability gains `phone_guide_weight * log(mass on the phones at pointer - 1, pointer, pointer + 1
             + 1e-4)`: codes that cannot be the phone due (or the one being spoken) are pushed down, a shallow
             fusion of the AR with the codec's own reading of its codes. None: off.
-        match_pace: for a phone-pointer model with a prompt transcript: tilt each advance distribution (linearly
-            exponential, like `match_rate`) so that its mean is the prompt's phones per frame times the token's
-            duration, plus half the phones the speech so far is behind that pace. Without it, a token rate below
+        match_pace: for a phone-pointer model with a prompt transcript: tilt each advance distribution
+            (exponentially in the advance, `match_rate`'s linear tilt) so that its mean is the prompt's phones per
+            frame times the token's duration, plus half the phones the speech so far is behind that pace. Without it, a token rate below
             the AR's own (`match_rate` stretching durations) slows the speech down instead of packing more
             phones into each token. False: the advance head's distribution as it is.
     Returns:
@@ -308,6 +308,8 @@ def generate(
     if text_cfg < 0:
         raise ConfigError(f"text_cfg must be >= 0, not {text_cfg}")
     phones = _pointer_inputs(model, texts, ref_ph, ref_durs, prompt_onsets) if cfg.phone_pointer else None
+    if match_pace and phones is None:
+        raise ConfigError("match_pace needs a phone-pointer AR model (ARConfig.phone_pointer)")
     if phone_guide is not None:
         if phones is None:
             raise ConfigError("phone_guide needs a phone-pointer AR model (ARConfig.phone_pointer)")

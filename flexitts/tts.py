@@ -96,9 +96,9 @@ class SynthesisInfo:
 
     @property
     def pace_ratio(self) -> float:
-        """Seconds of generated speech (durations x 80 ms) over `reference_pace_seconds`: above 1, the speech is
-        slower than the reference's."""
-        return float(self.durations.sum()) / 12.5 / max(1e-9, self.reference_pace_seconds)
+        """Seconds of audio rendered (after `speed`) over `reference_pace_seconds`: above 1, the speech is slower
+        than the reference's."""
+        return self.audio_seconds / max(1e-9, self.reference_pace_seconds)
 
 
 @dataclass

@@ -261,6 +261,8 @@ def test_pointer_generation_errors_are_one_line():
     with pytest.raises(ConfigError, match="prompt_onsets has 3 onsets"):
         model.generate([SYMBOLS.index("p4")], prompt_codes=[1], prompt_durations=[2], prompt_phonemes=[SYMBOLS.index("p7")],
                        prompt_onsets=[0.0, 1.0, 2.0])
+    with pytest.raises(ConfigError, match="match_pace needs a phone-pointer"):
+        ARModel(tiny_config()).generate([SYMBOLS.index("p4")], match_pace=True)
     with pytest.raises(TextError, match="no phones"):
         model.generate([SYMBOLS.index("p0"), SYMBOLS.index("p1")])
 

@@ -83,6 +83,9 @@ def test_speed_and_frame_rate(tts, real_speech_16k):
     fast, _, fast_info = tts.synthesize("A short sentence to say.", real_speech_16k, speed=2.0, **slow)
     assert np.array_equal(fast_info.durations, info.durations)  # speed acts after the AR
     assert len(fast) < 0.65 * int(info.durations.sum()) * 1280
+    # The pace is that of the audio rendered: the same text and reference, about half the seconds.
+    assert fast_info.reference_pace_seconds == pytest.approx(info.reference_pace_seconds)
+    assert fast_info.pace_ratio < 0.65 * info.pace_ratio
     with pytest.raises(ConfigError):
         tts.synthesize("Hi there.", real_speech_16k, merging_threshold=0.9, frame_rate=8.0)
     # No setting = the pipeline's default token rate (the same default as the CLI and the web demo).

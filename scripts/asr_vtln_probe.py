@@ -1,3 +1,9 @@
+"""Probe: test-time vocal tract length normalisation of the bundled recogniser (reports/asr_speakers.md).
+
+Usage: PYTHONPATH=. python scripts/asr_vtln_probe.py SPEAKER_PREFIX
+Greedy-CTC phone error rate on corpus/demo/test.jsonl's speakers with that prefix at each mel warp factor, and
+with the factor chosen per utterance / per speaker by the highest mean max log-probability.
+"""
 import sys, torch, jiwer, torch.nn.functional as F
 sys.path.insert(0, '.')
 torch.set_num_threads(2)

@@ -173,13 +173,21 @@ def _check_settings(temperature: float, top_k: int, top_p: float, duration_top_k
         raise ConfigError(f"match_rate must be true, false, 'linear' or 'log', not {match_rate!r}")
 
 
+def paced_length(new_phonemes: int, prompt_phonemes: int, prompt_length: float) -> float:
+    """How long `new_phonemes` symbols last at the prompt's pace (`prompt_length`, in frames or seconds, for its
+    `prompt_phonemes` symbols), in the same unit; 0 without a paced prompt."""
+    if prompt_phonemes < 1 or prompt_length <= 0:
+        return 0.0
+    return new_phonemes * prompt_length / prompt_phonemes
+
+
 def paced_frame_bounds(new_phonemes: int, prompt_phonemes: int, prompt_frames: int,
                        pace: tuple[float, float]) -> tuple[int, int | None]:
     """(min, max) 12.5 Hz frames for `new_phonemes` symbols at the prompt's pace (`prompt_frames` frames for its
     `prompt_phonemes` symbols), scaled by `pace = (lo, hi)`; `(0, None)` (no bounds) without a paced prompt."""
     if prompt_phonemes < 1 or prompt_frames < 1:
         return 0, None
-    expected = new_phonemes * prompt_frames / prompt_phonemes
+    expected = paced_length(new_phonemes, prompt_phonemes, prompt_frames)
     return int(math.floor(expected * pace[0])), max(1, int(math.ceil(expected * pace[1])))
 
 

@@ -92,7 +92,9 @@ class SynthesisInfo:
     @property
     def reference_pace_seconds(self) -> float:
         """Seconds the text's phoneme symbols would take at the reference's pace (its seconds per symbol)."""
-        return len(self.phonemes) * self.reference_seconds / max(1, len(self.reference_phonemes))
+        from ar.generate import paced_length
+
+        return paced_length(len(self.phonemes), len(self.reference_phonemes), self.reference_seconds)
 
     @property
     def pace_ratio(self) -> float:

@@ -259,9 +259,9 @@ def generate(
             fusion of the AR with the codec's own reading of its codes. None: off.
         match_pace: for a phone-pointer model with a prompt transcript: tilt each advance distribution
             (exponentially in the advance, `match_rate`'s linear tilt) so that its mean is the prompt's phones per
-            frame times the token's duration, plus half the phones the speech so far is behind that pace. Without it, a token rate below
-            the AR's own (`match_rate` stretching durations) slows the speech down instead of packing more
-            phones into each token. False: the advance head's distribution as it is.
+            frame times the token's duration, plus half the phones the speech so far is behind that pace.
+            Without it, a token rate below the AR's own (`match_rate` stretching durations) slows the speech
+            down instead of packing more phones into each token. False: the advance head's distribution as it is.
     Returns:
         `ARGeneration` (codes `[B, G]`, durations `[B, G]`, lengths `[B]`, ended_by_eos `[B]`); one text is a
         batch of one.
@@ -451,7 +451,7 @@ def _loop(
         # match_pace's target: the prompt's phones per 12.5 Hz frame (items without a prompt are not paced).
         prompt_frames = durations.sum(dim=1)
         phone_pace = start_reached.double() / prompt_frames.clamp(min=1)
-        paced = (start_reached > 0) & (prompt_frames > 0) & match_pace
+        paced = (start_reached > 0) & (prompt_frames > 0)
     embeds, mask, positions = model.embed_sequence(phonemes, phoneme_lengths, codes, durations, code_lengths, rate, *pointer_args)
     prefix_lengths = mask.sum(dim=1)
     cache = DynamicCache(config=model.backbone.config) if use_cache else None

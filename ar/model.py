@@ -13,6 +13,8 @@ s_j from the previous state, feeds `e(s_j) + D(d_{j-1})`, then samples d_j and s
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -26,6 +28,13 @@ from codec.common.pretrained import PretrainedMixin
 
 IGNORE = -100
 SOS_SLOT, TASK_SLOT = 0, 1  # rows of `special_embedding`
+
+
+@functools.cache
+def _cache_keyword(backbone_class: type) -> str:
+    """The name under which the backbone's `forward` takes its KV cache: `cache` in newer transformers,
+    `past_key_values` before (deprecated since, and to be removed in 5.40)."""
+    return "cache" if "cache" in inspect.signature(backbone_class.forward).parameters else "past_key_values"
 
 
 def _length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -155,8 +164,8 @@ class ARModel(nn.Module, PretrainedMixin):
             inputs_embeds=self.input_dropout(embeds),
             attention_mask=mask.long(),
             position_ids=positions,
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{_cache_keyword(type(self.backbone)): cache},
         )
         return out.last_hidden_state
 

@@ -49,8 +49,8 @@ def fit_batch(model: ARModel, batch: dict[str, torch.Tensor], steps: int = 60,
         out = model.training_step(batch)
         out["loss"].backward()
         optimizer.step()
-        first = first or {k: float(v) for k, v in out.items()}
-    return first, {k: float(v) for k, v in out.items()}
+        first = first or {k: float(v.detach()) for k, v in out.items()}
+    return first, {k: float(v.detach()) for k, v in out.items()}
 
 
 def sub_batch(batch: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:

@@ -87,7 +87,7 @@ def test_training_learns_from_phones():
     first = None
     for _ in range(30):
         out = net.training_step(batch)
-        first = first or float(out["loss"])
+        first = first or float(out["loss"].detach())
         opt.zero_grad()
         out["loss"].backward()
         opt.step()

@@ -2,6 +2,7 @@
 length limits, prompting), input errors. Tiny random models; float64 where tokens must match exactly."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -463,3 +464,20 @@ def test_text_dropout_trains_the_text_free_prediction():
     assert not torch.allclose(dropped, model.training_step(batch)["loss"])  # eval mode keeps the text
     with pytest.raises(ConfigError):
         tiny_config(text_drop_prob=1.0)
+
+
+def test_backbone_cache_keyword_follows_the_installed_transformers():
+    """The KV cache goes under `cache` where forward takes it (transformers >= 5.24) and `past_key_values` before."""
+    from transformers import LlamaModel
+
+    from ar.model import _cache_keyword
+
+    class NewBackbone:
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None): ...
+
+    class OldBackbone:
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None): ...
+
+    assert _cache_keyword(NewBackbone) == "cache"
+    assert _cache_keyword(OldBackbone) == "past_key_values"
+    assert _cache_keyword(LlamaModel) in inspect.signature(LlamaModel.forward).parameters

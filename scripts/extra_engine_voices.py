@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 from flexitts.corpus.synth import to_16k, trim_silence
-from flexitts.audio import save_audio
+from flexitts.audio import audio_duration, save_audio
 
 def read_wav(p):
     with wave.open(str(p)) as w:
@@ -74,7 +74,7 @@ def main(out, per_speaker):
         run, lang = SPEAKERS[spk]
         path = out / 'wavs' / spk / f'train-{i:05d}.wav'
         if path.exists():
-            with wave.open(str(path)) as w: dur = w.getnframes() / w.getframerate()
+            dur = audio_duration(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = str(path) + '.tmp.wav'

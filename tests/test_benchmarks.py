@@ -262,3 +262,17 @@ def test_plots_skip_results_without_data(tmp_path):
     assert plots.plot_wer_vs_frame_rate({"quality": []}, tmp_path / "b.png") is None
     assert plots.plot_rtf_per_stage({"rows": []}, tmp_path / "c.png") is None
     assert not list(tmp_path.iterdir())
+
+
+def test_report_cells_and_check_tables():
+    from flexitts.evaluation.tables import cell, checks_table
+
+    assert [cell(None), cell(float("nan")), cell(float("inf")), cell(True), cell(False)] == ["-", "-", "-", "yes", "no"]
+    assert (cell(0.12345), cell(0.12345, 1), cell(7), cell("x")) == ("0.123", "0.1", "7", "x")
+    checks = [{"name": "WER ratio", "value": 1.5, "limit": "<= 2", "pass": True},
+              {"name": "STOI", "value": 0.8, "limit": ">= 0.9", "pass": False},
+              {"name": "RTF at 6.25 Hz", "value": None, "limit": "-", "pass": None}]
+    lines = checks_table(checks, issue=6, digits=2)
+    assert lines[0] == "## Checks (issue 6)"
+    assert lines[4:] == ["| WER ratio | 1.50 | <= 2 | PASS |", "| STOI | 0.80 | >= 0.9 | FAIL |",
+                         "| RTF at 6.25 Hz | - | - | reported |"]

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from flexitts.evaluation.tables import cell, verdict
+
 COMPONENTS = ("dynamic", "codec", "ar", "nar", "pipeline")  # the order of the reports
 # The order of the runs: the pipeline first, so that its peak memory is the TTS's own and not raised by the
 # recognisers and speaker encoder that the codec and NAR benchmarks load (they stay resident afterwards).
@@ -368,14 +370,6 @@ def _plots(results: dict[str, dict[str, Any]], folder: Path, say: Callable[[str]
 
 
 # ---------------------------------------------------------------- markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -389,8 +383,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         "## Machine", "",
         "| | |", "|---|---|",
         f"| CPU | {m['cpu_model']} |",
-        f"| cores | {m['cpus_logical']} logical ({m['cpus_usable']} usable here), {_fmt(m['physical_cores'])} physical |",
-        f"| memory | {_fmt(m['memory_total_mb'], 0)} MiB |",
+        f"| cores | {m['cpus_logical']} logical ({m['cpus_usable']} usable here), {cell(m['physical_cores'])} physical |",
+        f"| memory | {cell(m['memory_total_mb'], 0)} MiB |",
         f"| torch | {m['torch']}, {m['torch_threads']} threads, device {m['device']}"
         + (f" ({m['cuda_device']})" if m.get("cuda_device") else "") + " |",
         f"| Python | {m['python']} on {m['platform']} |",
@@ -422,7 +416,7 @@ def _md_dynamic(s: dict[str, Any]) -> list[str]:
              "| DP T | G | max_len | states saved by pruning | plain (ms) | pruned (ms) | same result |",
              "|---:|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {r['T']} | {r['G']} | {r['max_len']} | {r['state_reduction_pct']:.1f}% | "
-              f"{1e3 * r['time_plain_s']:.1f} | {1e3 * r['time_pruned_s']:.1f} | {_fmt(r['same_segmentation'])} |"
+              f"{1e3 * r['time_plain_s']:.1f} | {1e3 * r['time_pruned_s']:.1f} | {cell(r['same_segmentation'])} |"
               for r in s["dp"]]
     if s["tau_vs_rate"]:
         lines += ["", f"Frame rate vs threshold on {s['feature_utterances']} utterances:", "",
@@ -438,11 +432,9 @@ def _md_dynamic(s: dict[str, Any]) -> list[str]:
 
 
 def _checks_md(checks: list[dict[str, Any]]) -> list[str]:
-    from flexitts.benchmarks.codec import verdict
-
     if not checks:
         return []
-    return ["", "Checks: " + "; ".join(f"{c['name']} {_fmt(c['value'])} {verdict(c)}"
+    return ["", "Checks: " + "; ".join(f"{c['name']} {cell(c['value'])} {verdict(c)}"
                                        for c in checks) + "."]
 
 
@@ -451,8 +443,8 @@ def _md_codec(s: dict[str, Any]) -> list[str]:
              "| target Hz | reached Hz | Q | bitrate (bps) | encode RTF | decode RTF | STOI | PESQ-WB | WER | WER original |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['target_hz']:g} | {r['average_hz']:.2f} | {r['num_quantizers']} | {r['bitrate_bps']:.0f} | "
-              f"{_fmt(r['encode_rtf'], 4)} | {_fmt(r['decode_rtf'], 4)} | {_fmt(r['stoi'])} | {_fmt(r['pesq_wb'], 2)} | "
-              f"{_fmt(r['wer'])} | {_fmt(r['wer_original'])} |" for r in s["rows"]]
+              f"{cell(r['encode_rtf'], 4)} | {cell(r['decode_rtf'], 4)} | {cell(r['stoi'])} | {cell(r['pesq_wb'], 2)} | "
+              f"{cell(r['wer'])} | {cell(r['wer_original'])} |" for r in s["rows"]]
     return lines + _checks_md(s["checks"])
 
 
@@ -473,11 +465,11 @@ def _md_nar(s: dict[str, Any]) -> list[str]:
     lines = [f"{s['utterances']} utterances, ground-truth tokens, a ~3 s prompt of the same speaker:", "",
              "| setting | NAR RTF | vocoder RTF | WER | WER original | similarity | original's | STOI |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {row_label(r)} | {r['nar_rtf']:.4f} | {r['vocoder_rtf']:.4f} | {_fmt(r['wer'])} | "
-              f"{_fmt(r['wer_original'])} | {_fmt(r['similarity'])} | {_fmt(r['similarity_original'])} | "
-              f"{_fmt(r['stoi'])} |" for r in s["rows"]]
-    lines += ["", f"Vocoder copy-synthesis: RTF {c['vocoder_rtf']:.4f}, STOI {_fmt(c['stoi'])}, WER {_fmt(c['wer'])} "
-                  f"(original {_fmt(c['wer_original'])})."]
+    lines += [f"| {row_label(r)} | {r['nar_rtf']:.4f} | {r['vocoder_rtf']:.4f} | {cell(r['wer'])} | "
+              f"{cell(r['wer_original'])} | {cell(r['similarity'])} | {cell(r['similarity_original'])} | "
+              f"{cell(r['stoi'])} |" for r in s["rows"]]
+    lines += ["", f"Vocoder copy-synthesis: RTF {c['vocoder_rtf']:.4f}, STOI {cell(c['stoi'])}, WER {cell(c['wer'])} "
+                  f"(original {cell(c['wer_original'])})."]
     return lines + _checks_md(s["checks"])
 
 
@@ -486,7 +478,7 @@ def _md_pipeline(s: dict[str, Any]) -> list[str]:
     lines = [f"{s['sentences']} sentences at the pipeline's defaults:", "",
              "| setting | AR steps / s of speech | RTF | peak RSS (MiB) | " + " | ".join(stages) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(stages)]
-    lines += [f"| {r['label']} | {r['ar_steps_per_second']:.2f} | {r['rtf']:.3f} | {_fmt(r['peak_rss_mb'], 0)} | "
+    lines += [f"| {r['label']} | {r['ar_steps_per_second']:.2f} | {r['rtf']:.3f} | {cell(r['peak_rss_mb'], 0)} | "
               + " | ".join(f"{100 * r['stage_share'][k]:.0f}%" for k in stages) + " |" for r in s["rows"]]
     return lines + _checks_md(s["checks"])
 

@@ -35,6 +35,7 @@ import torch
 
 from flexitts.errors import DataError, DependencyError
 from flexitts.evaluation.metrics import MEL  # the log-mel distance settings, quoted in the report
+from flexitts.evaluation.tables import cell, checks_table
 
 DEFAULT_FRAME_RATES = (12.5, 8.3, 6.25)
 DEFAULT_QUANTIZERS = (1, 2, 4, 8)
@@ -317,12 +318,12 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
                     scores = metrics(utt.wav, wav)
                     scored = recognizer is not None and (wer_grid == "full" or q == grid[-1] or rate == max(rates))
                     hyp = recognizer.transcribe(wav, codec.sample_rate) if scored else None
-                    cell = cells[(rate, q)]
-                    cell["decode_s"] += took
-                    cell["seconds"] += utt.seconds
-                    cell["tokens"] += count
-                    cell["metrics"].append(scores)
-                    cell["hyps"].append(hyp)
+                    grid_cell = cells[(rate, q)]
+                    grid_cell["decode_s"] += took
+                    grid_cell["seconds"] += utt.seconds
+                    grid_cell["tokens"] += count
+                    grid_cell["metrics"].append(scores)
+                    grid_cell["hyps"].append(hyp)
                     row["cells"].append({"target_hz": rate, "num_quantizers": q, "tokens": count,
                                          **{k: None if v is None else round(v, 4) for k, v in scores.items()},
                                          "hyp": hyp})
@@ -331,20 +332,20 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
     texts = [u.text for u in utterances]
     wer_original = corpus_wer(texts, originals) if recognizer else None
     quality = []
-    for (rate, q), cell in cells.items():
-        achieved = cell["tokens"] / cell["seconds"]
-        wer_decoded = corpus_wer(texts, cell["hyps"]) if recognizer and None not in cell["hyps"] else None
+    for (rate, q), grid_cell in cells.items():
+        achieved = grid_cell["tokens"] / grid_cell["seconds"]
+        wer_decoded = corpus_wer(texts, grid_cell["hyps"]) if recognizer and None not in grid_cell["hyps"] else None
         quality.append({
             "target_hz": rate, "num_quantizers": q, "average_hz": achieved,
             "bitrate_bps": codec.bitrate(q, achieved),
             "content_bitrate_bps": codec.bitrate(q, achieved, include_duration=False),
-            "stoi": mean_finite([m["stoi"] for m in cell["metrics"]]),
-            "mel_distance": mean_finite([m["mel_distance"] for m in cell["metrics"]]),
-            "pesq_wb": mean_finite([m["pesq"] for m in cell["metrics"]]),
-            "pesq_scored": sum(m["pesq"] is not None for m in cell["metrics"]),
+            "stoi": mean_finite([m["stoi"] for m in grid_cell["metrics"]]),
+            "mel_distance": mean_finite([m["mel_distance"] for m in grid_cell["metrics"]]),
+            "pesq_wb": mean_finite([m["pesq"] for m in grid_cell["metrics"]]),
+            "pesq_scored": sum(m["pesq"] is not None for m in grid_cell["metrics"]),
             "wer": wer_decoded, "wer_original": wer_original if wer_decoded is not None else None,
             "wer_ratio": (wer_decoded / wer_original) if wer_decoded is not None and wer_original else None,
-            "decode_rtf": cell["decode_s"] / cell["seconds"],
+            "decode_rtf": grid_cell["decode_s"] / grid_cell["seconds"],
         })
     speed = [{"target_hz": r, "encode_rtf": encode_s[r] / total_seconds,
               "decode_rtf": cells[(r, grid[-1])]["decode_s"] / total_seconds,
@@ -382,11 +383,6 @@ def run_codec_benchmark(codec: Any, utterances: Sequence[BenchUtterance], out: s
     }
     write_report(out, result)
     return result
-
-
-def verdict(check: dict[str, Any]) -> str:
-    """A report's verdict on one check: PASS, FAIL, or "reported" (`pass` None: a figure with no bar)."""
-    return "reported" if check["pass"] is None else ("PASS" if check["pass"] else "FAIL")
 
 
 def _checks(speed: list[dict], quality: list[dict], q_max: int) -> list[dict[str, Any]]:
@@ -433,12 +429,6 @@ def write_report(out: str | os.PathLike, result: dict[str, Any],
     return json_path, md_path
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -459,24 +449,22 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += [f"| {r['target_hz']:g} | {r['average_hz']:.2f} | {r['encode_rtf']:.4f} | {r['decode_rtf']:.4f} |"
               for r in res["speed"]]
     lines += ["", "## Memory", "",
-              f"Encode peak {_fmt(m['encode_peak_delta_mb'], 1)} MiB above the resident size before the call "
-              f"(peak RSS {_fmt(m['encode_peak_rss_mb'], 1)} MiB); decode {_fmt(m['decode_peak_delta_mb'], 1)} MiB "
-              f"(peak RSS {_fmt(m['decode_peak_rss_mb'], 1)} MiB); whole process {m['process_peak_rss_mb']:.1f} MiB. "
+              f"Encode peak {cell(m['encode_peak_delta_mb'], 1)} MiB above the resident size before the call "
+              f"(peak RSS {cell(m['encode_peak_rss_mb'], 1)} MiB); decode {cell(m['decode_peak_delta_mb'], 1)} MiB "
+              f"(peak RSS {cell(m['decode_peak_rss_mb'], 1)} MiB); whole process {m['process_peak_rss_mb']:.1f} MiB. "
               f"Method: {m['method']}.", "",
               "## Reconstruction quality", "",
               f"STOI: {s['stoi']}. PESQ: {s['pesq']}. Mel distance: {s['mel_distance']}. "
               + (f"WER: pocketsphinx, corpus level, normalised (lower case, no punctuation), {s['wer_grid']} grid"
                  + (" (every frame rate at the largest Q, every Q at the highest rate)"
                     if s["wer_grid"] == "cross" else "")
-                 + f"; WER of the original audio {_fmt(s['wer_original'])}." if s["wer"] else "WER: not run."),
+                 + f"; WER of the original audio {cell(s['wer_original'])}." if s["wer"] else "WER: not run."),
               "", "| target Hz | Q | reached Hz | bitrate (bps) | STOI | PESQ-WB | mel dist | WER | WER original | "
                   "ratio | decode RTF |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["quality"]:
         lines.append(f"| {r['target_hz']:g} | {r['num_quantizers']} | {r['average_hz']:.2f} | {r['bitrate_bps']:.0f} | "
-                     f"{_fmt(r['stoi'])} | {_fmt(r['pesq_wb'], 2)} | {_fmt(r['mel_distance'])} | {_fmt(r['wer'])} | "
-                     f"{_fmt(r['wer_original'])} | {_fmt(r['wer_ratio'], 2)} | {r['decode_rtf']:.4f} |")
-    lines += ["", "## Checks (issue 4)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {verdict(k)} |"
-              for k in res["checks"]]
+                     f"{cell(r['stoi'])} | {cell(r['pesq_wb'], 2)} | {cell(r['mel_distance'])} | {cell(r['wer'])} | "
+                     f"{cell(r['wer_original'])} | {cell(r['wer_ratio'], 2)} | {r['decode_rtf']:.4f} |")
+    lines += ["", *checks_table(res["checks"], issue=4)]
     return "\n".join(lines) + "\n"

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from flexitts.evaluation.tables import cell, checks_table
+
 DEFAULT_STEPS = (8, 15, 32)
 DEFAULT_CFGS = (0.0, 2.0)
 SWAY_ROW = (8, 2.0, -1.0)  # (steps, cfg, sway): F5-TTS' sway sampling at few steps
@@ -455,12 +457,6 @@ def json_safe(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------- markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def row_label(row: dict[str, Any]) -> str:
@@ -468,8 +464,6 @@ def row_label(row: dict[str, Any]) -> str:
 
 
 def render_markdown(res: dict[str, Any]) -> str:
-    from flexitts.benchmarks.codec import verdict
-
     h, d, s, m, c = res["host"], res["data"], res["settings"], res["models"], res["copy_synthesis"]
     lines = [
         "# NAR and vocoder benchmark", "",
@@ -496,20 +490,18 @@ def render_markdown(res: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {row_label(r)} | {r['nar_rtf']:.4f} | {r['vocoder_rtf']:.4f} | {_fmt(r['wer'])} | "
-                     f"{_fmt(r['wer_original'])} | {_fmt(r['wer_ratio'], 2)} | {_fmt(r['similarity'])} | "
-                     f"{_fmt(r['similarity_original'])} | {_fmt(r['stoi'])} | {_fmt(r.get('per'))} |")
+        lines.append(f"| {row_label(r)} | {r['nar_rtf']:.4f} | {r['vocoder_rtf']:.4f} | {cell(r['wer'])} | "
+                     f"{cell(r['wer_original'])} | {cell(r['wer_ratio'], 2)} | {cell(r['similarity'])} | "
+                     f"{cell(r['similarity_original'])} | {cell(r['stoi'])} | {cell(r.get('per'))} |")
     mem = res["memory"]
-    lines += ["", f"Peak RSS during the NAR calls: {_fmt(mem['nar_peak_rss_mb'], 1)} MiB "
-                  f"({_fmt(mem['nar_peak_delta_mb'], 1)} MiB above the RSS before a call); whole process "
+    lines += ["", f"Peak RSS during the NAR calls: {cell(mem['nar_peak_rss_mb'], 1)} MiB "
+                  f"({cell(mem['nar_peak_delta_mb'], 1)} MiB above the RSS before a call); whole process "
                   f"{mem['process_peak_rss_mb']:.1f} MiB.", "",
               "## Vocoder copy-synthesis (wav -> mel -> vocoder)", "",
               "| vocoder RTF | STOI | WER | WER original | ratio | PER |", "|---:|---:|---:|---:|---:|---:|",
-              f"| {c['vocoder_rtf']:.4f} | {_fmt(c['stoi'])} | {_fmt(c['wer'])} | {_fmt(c['wer_original'])} | "
-              f"{_fmt(c['wer_ratio'], 2)} | {_fmt(c.get('per'))} |", "",
-              "## Checks (issue 6)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-    lines += [f"| {k['name']} | {_fmt(k['value'], 4)} | {k['limit']} | {verdict(k)} |"
-              for k in res["checks"]]
+              f"| {c['vocoder_rtf']:.4f} | {cell(c['stoi'])} | {cell(c['wer'])} | {cell(c['wer_original'])} | "
+              f"{cell(c['wer_ratio'], 2)} | {cell(c.get('per'))} |", "",
+              *checks_table(res["checks"], issue=6)]
     return "\n".join(lines) + "\n"
 
 
@@ -583,7 +575,7 @@ def run_cli(args: argparse.Namespace) -> int:
     json_path, md_path = report_paths(args.out)
     shown = next((r for r in result["rows"] if r["steps"] == 15 and r["cfg"] == 2.0), result["rows"][0])
     print(f"wrote {json_path} and {md_path}: {len(cases)} utterances; {row_label(shown)}: NAR RTF "
-          f"{shown['nar_rtf']:.3f}, vocoder RTF {shown['vocoder_rtf']:.3f}, WER {_fmt(shown['wer'])} "
-          f"(original {_fmt(shown['wer_original'])}), similarity {_fmt(shown['similarity'])}; copy-synthesis STOI "
-          f"{_fmt(result['copy_synthesis']['stoi'])} ({result['host']['torch_threads']} torch threads)")
+          f"{shown['nar_rtf']:.3f}, vocoder RTF {shown['vocoder_rtf']:.3f}, WER {cell(shown['wer'])} "
+          f"(original {cell(shown['wer_original'])}), similarity {cell(shown['similarity'])}; copy-synthesis STOI "
+          f"{cell(result['copy_synthesis']['stoi'])} ({result['host']['torch_threads']} torch threads)")
     return 0

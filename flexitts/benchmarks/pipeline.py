@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from flexitts.pipeline.sampling_defaults import DEFAULT_FRAME_RATE
+from flexitts.evaluation.tables import cell, checks_table
 
 DEFAULT_RATES = (12.5, DEFAULT_FRAME_RATE, 6.25)
 DEFAULT_SENTENCES = 10
@@ -248,15 +249,9 @@ def _checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def render_markdown(res: dict[str, Any]) -> str:
-    from flexitts.benchmarks.codec import verdict
-
     h, s = res["host"], res["settings"]
     stages = [*STAGES, "other"]
     lines = [
@@ -276,7 +271,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     ]
     for r in res["rows"]:
         lines.append(f"| {r['label']} | {r['ar_steps_per_second']:.2f} | {r['pace_ratio']:.2f} | {r['audio_seconds']:.1f} | {r['rtf']:.3f} | "
-                     f"{r['ar_tokens_per_second_generated']:.1f} | {_fmt(r['peak_rss_mb'], 0)} | "
+                     f"{r['ar_tokens_per_second_generated']:.1f} | {cell(r['peak_rss_mb'], 0)} | "
                      + " | ".join(f"{100 * r['stage_share'][k]:.1f}%" for k in stages) + " |")
     lines += ["", "Real-time factor per stage:", "",
               "| setting | " + " | ".join(stages) + " | total |", "|---|" + "---:|" * (len(stages) + 1)]
@@ -284,13 +279,11 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {r['label']} | " + " | ".join(f"{r['stage_rtf'][k]:.4f}" for k in stages)
                      + f" | {r['rtf']:.4f} |")
     m = res["memory"]
-    lines += ["", f"Memory: {s['memory']}; highest {_fmt(m['peak_rss_mb'], 1)} MiB "
-                  f"({_fmt(m['peak_delta_mb'], 1)} MiB above the RSS before a call); whole process "
+    lines += ["", f"Memory: {s['memory']}; highest {cell(m['peak_rss_mb'], 1)} MiB "
+                  f"({cell(m['peak_delta_mb'], 1)} MiB above the RSS before a call); whole process "
                   f"{m['process_peak_rss_mb']:.1f} MiB.", ""]
     if res["checks"]:
-        lines += ["## Checks (issue 7)", "", "| check | value | required | result |", "|---|---:|---|---|"]
-        lines += [f"| {k['name']} | {_fmt(k['value'], 3)} | {k['limit']} | {verdict(k)} |"
-                  for k in res["checks"]]
+        lines += checks_table(res["checks"], issue=7, digits=3)
     return "\n".join(lines) + "\n"
 
 
@@ -356,6 +349,6 @@ def run_cli(args: argparse.Namespace) -> int:
     json_path, md_path = report_paths(args.out)
     row = result["rows"][-1]
     print(f"wrote {json_path} and {md_path}: {row['label']}: RTF {row['rtf']:.3f}, "
-          f"{row['ar_steps_per_second']:.2f} AR steps per second of speech, peak RSS {_fmt(row['peak_rss_mb'], 0)} MiB "
+          f"{row['ar_steps_per_second']:.2f} AR steps per second of speech, peak RSS {cell(row['peak_rss_mb'], 0)} MiB "
           f"({result['host']['torch_threads']} torch threads)")
     return 0

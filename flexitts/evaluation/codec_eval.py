@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from flexitts.errors import ConfigError, DataError, DependencyError
+from flexitts.evaluation.tables import cell
 
 SCHEDULERS = ("threshold", "dp", "entropy")
 # The results page: the threshold rule at the three frame rates of the FlexiCodec paper, and each scheduler at the
@@ -365,12 +366,6 @@ def results_rows(codec: Any, manifest: str | os.PathLike, configs: Iterable[Code
 
 
 # ---------------------------------------------------------------- markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 TABLE_HEADER = [
@@ -381,9 +376,9 @@ TABLE_HEADER = [
 
 def table_row(label: str, mean: Mapping[str, Any], extra: str | None = None) -> str:
     """One row of the Table-5-style table (`extra`: one more cell, e.g. the command)."""
-    cells = [label, _fmt(mean["frame_rate"], 2), _fmt(mean["bitrate_bps"], 0), _fmt(mean["wer"]),
-             _fmt(mean["wer_original"]), _fmt(mean["stoi"]), _fmt(mean["pesq"], 2), _fmt(mean["mcd"], 2),
-             _fmt(mean["similarity"]), _fmt(mean.get("per")), _fmt(mean.get("code_per"))]
+    cells = [label, cell(mean["frame_rate"], 2), cell(mean["bitrate_bps"], 0), cell(mean["wer"]),
+             cell(mean["wer_original"]), cell(mean["stoi"]), cell(mean["pesq"], 2), cell(mean["mcd"], 2),
+             cell(mean["similarity"]), cell(mean.get("per")), cell(mean.get("code_per"))]
     if extra is not None:
         cells.append(extra)
     return "| " + " | ".join(cells) + " |"
@@ -414,8 +409,8 @@ def render_codec_markdown(result: Mapping[str, Any]) -> str:
     for i in result["per_utterance"]:
         hyp = (i["hypothesis"] or "").replace("|", "/") if i["hypothesis"] is not None else "-"
         lines.append(f"| {i['id']} | {i['speaker']} | {i['seconds']:.2f} | {i['tokens']} | {i['frame_rate']:.2f} | "
-                     f"{_fmt(i['wer'])} | {_fmt(i['wer_original'])} | {_fmt(i['stoi'])} | {_fmt(i['pesq'], 2)} | "
-                     f"{_fmt(i['mcd'], 2)} | {_fmt(i['similarity'])} | {hyp} |")
+                     f"{cell(i['wer'])} | {cell(i['wer_original'])} | {cell(i['stoi'])} | {cell(i['pesq'], 2)} | "
+                     f"{cell(i['mcd'], 2)} | {cell(i['similarity'])} | {hyp} |")
     return "\n".join(lines) + "\n"
 
 

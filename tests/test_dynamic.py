@@ -179,6 +179,32 @@ def test_merge_equals_loop_reference_and_means(T, D, max_len, seed):
     torch.testing.assert_close(buf, got)
 
 
+def test_large_cpu_merge_split_over_threads_is_bitwise_the_loop(monkeypatch):
+    import importlib
+
+    merge_module = importlib.import_module("codec.dynamic.merge")  # the package re-exports a function of that name
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(0, 9, (700,), generator=g)  # zero-length segments included
+    x = torch.randn(int(lengths.sum()), 96, generator=g)
+    expected = merge_loop_reference(x, lengths)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(merge_module, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(merge_module, "PIECE_ELEMENTS", 37 * 96)  # 19 pieces of 37 segments
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            assert torch.equal(merge(x, lengths), torch.nan_to_num(expected))  # the loop's empty means are NaN
+            buf = torch.full_like(expected, 5.0)
+            assert merge(x, lengths, out=buf) is buf and torch.equal(buf, torch.nan_to_num(expected))
+        # autograd-recorded inputs stay in one piece and still give the same values and gradients
+        xg = x.clone().requires_grad_(True)
+        merge(xg, lengths).sum().backward()
+        assert torch.equal(merge(xg, lengths).detach(), torch.nan_to_num(expected))
+        torch.testing.assert_close(xg.grad[:, 0], 1 / torch.repeat_interleave(lengths, lengths).float())
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unmerge_integer_codes_and_trailing_dims():
     codes = torch.tensor([5, 9, 2])
     lengths = torch.tensor([2, 1, 3])

@@ -1,13 +1,17 @@
 """Merging (segment means) and unmerging (repeat each merged vector) for dynamic-rate sequences.
 
 Both are vectorised with `repeat_interleave` + `index_add_` / `index_select`: no Python loop over frames or
-segments (CodecSlime reports a 276x speed-up over a loop; see `codec.dynamic.bench`).
+segments (CodecSlime reports a 276x speed-up over a loop; see `codec.dynamic.bench`). A large CPU merge is cut into
+cache-sized runs of segments that the intra-op threads sum concurrently.
 
 Batched layout: features `[B, T, ...]`, segment lengths `[B, G]` zero-padded, each row summing to at most `T`
 (frames past a row's sum are padding and are ignored).
 """
 
 from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -36,6 +40,52 @@ def _with_padding_column(lengths: Tensor, T: int) -> Tensor:
     if lengths.shape[0] and int(total.max()) > T:
         raise ValueError(f"segment lengths sum to {int(total.max())} > {T} frames")
     return torch.cat([lengths, (T - total).unsqueeze(1)], dim=1)
+
+
+# Below this many input elements a merge runs as one piece: cutting it up would cost more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 21
+# Output elements per piece of a large merge (4 MB of float32): zeroing and dividing a piece then hit the cache.
+PIECE_ELEMENTS = 1 << 20
+
+
+@functools.cache
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexitts-merge")
+
+
+def _segment_means_(out: Tensor, x: Tensor, ids: Tensor, lengths: Tensor) -> None:
+    """`out[g] = mean of x[t] over ids[t] == g` in place: `out [G, ...]`, `x [T, ...]`, sorted `ids [T]`,
+    `lengths [G]`.
+
+    On a CPU `index_add_` adds one row at a time on one thread. A large input is therefore cut at segment
+    boundaries into pieces of about `PIECE_ELEMENTS` outputs, which the intra-op threads take in turn (torch
+    releases the GIL); each piece is zeroed, summed and divided while it sits in the cache. Every row sums in the
+    same order, so the result is bitwise that of one call. Inputs that autograd records stay in one piece
+    (autograd must not see in-place ops on views of one tensor from several threads).
+    """
+    G, T = out.shape[0], x.shape[0]
+    recording = torch.is_grad_enabled() and x.requires_grad
+    if G == 0 or x.device.type != "cpu" or recording or x.numel() < PARALLEL_MIN_ELEMENTS:
+        pieces = [(0, G, 0, T)]
+    else:
+        step = max(1, PIECE_ELEMENTS // max(1, out[0].numel()))
+        seg_bounds = list(range(0, G, step)) + [G]
+        frame_bounds = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])[seg_bounds].tolist()
+        pieces = list(zip(seg_bounds[:-1], seg_bounds[1:], frame_bounds[:-1], frame_bounds[1:]))
+    denom = lengths.clamp_min(1).to(out.dtype).reshape((G,) + (1,) * (x.dim() - 1))
+
+    def run(piece: tuple[int, int, int, int]) -> None:
+        g0, g1, t0, t1 = piece
+        target = out[g0:g1].zero_()
+        target.index_add_(0, ids[t0:t1] - g0, x[t0:t1])
+        target.div_(denom[g0:g1])
+
+    workers = min(torch.get_num_threads(), len(pieces))
+    if workers < 2:
+        for piece in pieces:
+            run(piece)
+    else:
+        list(_thread_pool(workers).map(run, pieces))
 
 
 def segment_ids(lengths: Tensor) -> Tensor:
@@ -73,14 +123,11 @@ def merge(x: Tensor, lengths: Tensor, *, out: Tensor | None = None) -> Tensor:
         G = lengths.shape[0]
         ids = torch.repeat_interleave(torch.arange(G, device=x.device), lengths, output_size=T)
         if out is None:
-            out = torch.zeros((G,) + tuple(x.shape[1:]), dtype=dtype, device=x.device)
-        else:
-            if tuple(out.shape) != (G,) + tuple(x.shape[1:]) or not out.dtype.is_floating_point:
-                raise ValueError(f"out must be a floating tensor of shape {(G,) + tuple(x.shape[1:])}")
-            out.zero_()
-        out.index_add_(0, ids, x.to(out.dtype))
-        denom = lengths.clamp_min(1).to(out.dtype).reshape((G,) + (1,) * (x.dim() - 1))
-        return out.div_(denom)
+            out = torch.empty((G,) + tuple(x.shape[1:]), dtype=dtype, device=x.device)
+        elif tuple(out.shape) != (G,) + tuple(x.shape[1:]) or not out.dtype.is_floating_point:
+            raise ValueError(f"out must be a floating tensor of shape {(G,) + tuple(x.shape[1:])}")
+        _segment_means_(out, x.to(out.dtype), ids, lengths)
+        return out
     if lengths.dim() != 2 or x.dim() < 2 or x.shape[0] != lengths.shape[0]:
         raise ValueError(f"batched merge needs x [B, T, ...] and lengths [B, G]; got {tuple(x.shape)}, "
                          f"{tuple(lengths.shape)}")

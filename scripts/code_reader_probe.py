@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec.asr.conformer import Conformer
-from flexitts.data.phone_alignment import spoken_positions
+from codec.dynamic import unmerge
+from flexitts.data.phone_alignment import greedy_onsets, spoken_positions
 from flexitts.data.token_cache import TokenCache
 from flexitts.evaluation.phones import phone_error_rate
 from flexitts.text import PhonemeTable
@@ -50,15 +51,11 @@ class CodeReader(nn.Module):
         digit = (codes[..., None] // self.bases) % torch.tensor(LEVELS, device=codes.device)  # [B, G, 5]
         tok = self.digits(digit + self.offsets).sum(-2) + self.duration(durations.clamp(0, 8))  # [B, G, D]
         span = durations * SUB  # sub-frames a token covers
-        batch, _, dim = tok.shape
         total = span.sum(1)
-        s_max = int(total.max())
-        # token index of every sub-frame, vectorised: searchsorted over the cumulative spans
-        ends = span.cumsum(1)
-        idx = torch.arange(s_max, device=codes.device)[None].expand(batch, -1)
-        token = torch.searchsorted(ends, idx.contiguous(), right=True).clamp(max=codes.shape[1] - 1)
-        start = torch.gather(F.pad(ends, (1, 0))[:, :-1], 1, token)
-        x = torch.gather(tok, 1, token[..., None].expand(-1, -1, dim)) + self.position((idx - start).clamp(0, 8 * SUB - 1))
+        # each token repeated over its sub-frames, plus the sub-frame's place inside its token
+        first = F.pad(span.cumsum(1), (1, 0))[:, :-1]  # [B, G] first sub-frame of each token
+        place = torch.arange(int(total.max()), device=codes.device) - unmerge(first, span)  # [B, S]
+        x = unmerge(tok, span) + self.position(place.clamp(0, 8 * SUB - 1))
         h = self.encoder(x, total)
         return F.log_softmax(self.head(h).float(), -1), total
 
@@ -92,12 +89,6 @@ def collate(batch):
     return codes, durs, torch.tensor([len(b[0]) for b in batch]), tgt, torch.tensor([len(b[2]) for b in batch])
 
 
-def greedy(log_probs: torch.Tensor, length: int) -> list[int]:
-    best = log_probs[:length].argmax(-1)
-    keep = (best != 0) & (best != F.pad(best, (1, 0), value=-1)[:-1])
-    return best[keep].tolist()
-
-
 @torch.no_grad()
 def evaluate(model: CodeReader, items, batch: int = 32) -> tuple[float, dict[str, float]]:
     model.eval()
@@ -108,7 +99,7 @@ def evaluate(model: CodeReader, items, batch: int = 32) -> tuple[float, dict[str
         lp, total = model(codes, durs, lens)
         for i, b in enumerate(chunk):
             refs.append(" ".join(map(str, b[2])))
-            hyps.append(" ".join(map(str, greedy(lp[i], int(total[i])))))
+            hyps.append(" ".join(map(str, greedy_onsets(lp[i, : int(total[i])])[0].tolist())))
             spk.append(b[3])
     model.train()
     per_spk = {}
@@ -120,7 +111,6 @@ def evaluate(model: CodeReader, items, batch: int = 32) -> tuple[float, dict[str
 
 def main(train_path: str, valid_path: str, test_path: str, out: str, minutes: float = 30.0, steps: int = 4000) -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(int(torch.get_num_threads()))
     table = PhonemeTable.default()
     train = load(train_path, table, ["t0.48", "t0.39", "t1"])
     valid = load(valid_path, table, ["t0.48"], "mb-")

@@ -17,6 +17,7 @@ from typing import Any
 
 from codec.common.errors import ConfigError
 from codec.framing import HOP_SAMPLES, SAMPLE_RATE
+from codec.gan import WaveformGANConfig
 
 AGGREGATORS = ("transformer", "mean")
 TRAIN_SEGMENTATIONS = ("threshold", "melt", "dp")
@@ -24,7 +25,7 @@ _LATER_FIELDS = ("phone_subframes", "subframe_hidden", "lambda_subphone")  # see
 
 
 @dataclass
-class FlexiCodecConfig:
+class FlexiCodecConfig(WaveformGANConfig):
     """Sizes and training settings of `FlexiCodec` (defaults: the demo preset)."""
 
     # --- semantic stream: a frozen ASR feature extractor (see `codec.asr.load_asr_features`) ---
@@ -93,18 +94,12 @@ class FlexiCodecConfig:
     phone_subframes: int = 0
     subframe_hidden: int = 256
     lambda_subphone: float = 0.0
-    use_gan: bool = False
-    gan_start_step: int = 0
-    lambda_adv: float = 1.0
-    lambda_fm: float = 2.0
-    disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
-    disc_period_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
-    disc_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512])
-    disc_resolution_channels: int = 16
+    # GAN settings (use_gan, off by default here, ...): `codec.gan.WaveformGANConfig`.
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("encoder_strides", "encoder_dilations", "fsq_levels", "tau_range", "dp_rate_range",
-                     "mel_windows", "mel_bins", "disc_periods", "disc_period_channels", "disc_fft_sizes"):
+                     "mel_windows", "mel_bins"):
             setattr(self, name, list(getattr(self, name)))
         if math.prod(self.encoder_strides) != HOP_SAMPLES:
             raise ConfigError(f"encoder_strides must multiply to {HOP_SAMPLES} (80 ms at 16 kHz), got {self.encoder_strides}")

@@ -2,10 +2,12 @@
 
 A model mixing this in keeps its discriminator outside its own weights (in `__dict__`, so neither
 `state_dict` nor `parameters()` see it): the Trainer gives it a second optimiser and checkpoints it apart.
-The model's config must have `use_gan`, `gan_start_step`, `lambda_adv`, `lambda_fm` and the `disc_*` sizes.
+The model's config derives from `WaveformGANConfig` (`use_gan`, `gan_start_step`, `lambda_adv`, `lambda_fm` and the
+`disc_*` sizes).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,6 +16,26 @@ from torch import nn
 
 from codec.framing import length_mask
 from codec.losses import CodecDiscriminator, discriminator_loss, feature_matching_loss, generator_adversarial_loss
+
+
+@dataclass
+class WaveformGANConfig:
+    """The adversarial-training settings of a waveform generator's config (a base of the codec's and the
+    vocoder's config dataclasses): GAN on/off and its start step, loss weights, discriminator sizes."""
+
+    use_gan: bool = False
+    gan_start_step: int = 0
+    lambda_adv: float = 1.0
+    lambda_fm: float = 2.0
+    disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    disc_period_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
+    disc_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512])
+    disc_resolution_channels: int = 16
+
+    def __post_init__(self) -> None:
+        # Lists of ints, not tuples, so that a JSON round trip gives back an equal config.
+        for name in ("disc_periods", "disc_period_channels", "disc_fft_sizes"):
+            setattr(self, name, [int(x) for x in getattr(self, name)])
 
 
 class WaveformGANMixin:

@@ -28,13 +28,13 @@ from torch import nn
 from codec.common.errors import CheckpointError, ConfigError
 from codec.common.pretrained import PretrainedMixin
 from codec.framing import length_mask
-from codec.gan import WaveformGANMixin
+from codec.gan import WaveformGANConfig, WaveformGANMixin
 from codec.losses import MultiScaleMelLoss
 from nar.mel import MelConfig, MelSpectrogram
 
 
 @dataclass
-class VocoderConfig:
+class VocoderConfig(WaveformGANConfig):
     """Sizes and training settings of `Vocoder` (defaults: the demo preset)."""
 
     mel: MelConfig = field(default_factory=MelConfig)
@@ -47,18 +47,12 @@ class VocoderConfig:
     mel_windows: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     mel_bins: list[int] = field(default_factory=lambda: [20, 40, 80, 160])
     lambda_mel: float = 15.0
-    use_gan: bool = True
-    gan_start_step: int = 0
-    lambda_adv: float = 1.0
-    lambda_fm: float = 2.0
-    disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
-    disc_period_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
-    disc_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512])
-    disc_resolution_channels: int = 16
+    use_gan: bool = True  # the other GAN settings: `codec.gan.WaveformGANConfig`
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.mel = MelConfig.from_any(self.mel)
-        for name in ("mel_windows", "mel_bins", "disc_periods", "disc_period_channels", "disc_fft_sizes"):
+        for name in ("mel_windows", "mel_bins"):
             setattr(self, name, [int(x) for x in getattr(self, name)])
         if (self.n_fft - self.mel.hop_length) % 2 or self.n_fft < self.mel.hop_length:
             raise ConfigError("the ISTFT head needs n_fft >= hop_length with n_fft - hop_length even")

@@ -1,0 +1,190 @@
+"""Probe (issue 6): does pooling the recogniser's 25 Hz features to 12.5 Hz cap what the semantic codes can say?
+
+The codec's semantic stream starts from the recogniser's last hidden layer averaged over each 80 ms frame (two
+25 Hz frames). An average is symmetric, so the order of the two sub-frames' phones is gone before any
+quantiser sees it. This trains the codec's own semantic path at 12.5 Hz (ConvNeXt encoder, FSQ [8]*5,
+ConvNeXt decoder, sub-frame reader, the recogniser's frozen head; no merging) with only the sub-frame
+distillation loss, from two inputs:
+
+- `pooled`: the 12.5 Hz average (what the codec is given now);
+- `stacked`: the two 25 Hz frames side by side (288-d), which keeps their order;
+- `diffR`: the average plus a rank-R map of the second frame minus the first (a cheap way to keep the order);
+
+each with and without the FSQ, and scores greedy phone readings against the recogniser's own reading of the test
+split's mbrola utterances (the codec evaluation's "code PER"). The shipped codec's reading of its tau=1 codes is
+scored on the same utterances for comparison.
+
+    PYTHONPATH=. python scripts/subframe_order_probe.py extract runs/order_probe [more]
+    PYTHONPATH=. python scripts/subframe_order_probe.py train runs/order_probe pooled fsq 12   (KIND QUANT MINUTES [more])
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec import FlexiCodec
+from codec.decoder import ConvNeXtStack
+from codec.quantizers import FSQ
+from codec.subframe import SubframePhoneReader
+from flexitts.audio import load_audio
+from flexitts.data.manifest import read_manifest
+from flexitts.evaluation.phones import phone_error_rate
+
+CORPUS = Path("corpus/demo")
+TRAIN_HOURS = 2.0
+
+
+@torch.no_grad()
+def extract(out: str, more: bool = False) -> None:
+    """Recogniser hidden layers (25 Hz) and greedy readings for ~2 h of training and the mb- test utterances;
+    `more`: ~2 h of the other voices instead (`corpus/extra`, `corpus/accented`: 39 speakers) as `more.pt`."""
+    torch.set_num_threads(2)
+    codec = FlexiCodec.from_pretrained(None).float().eval()
+    asr = codec.asr_extractor.float().eval()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in (["more"] if more else ["train", "test"]):
+        if split == "more":
+            rows = [(r, root) for root in (Path("corpus/extra"), Path("corpus/accented"))
+                    for r in read_manifest(root / "train.jsonl")]
+            rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+        else:
+            rows = [(r, CORPUS) for r in read_manifest(CORPUS / f"{split}.jsonl")]
+        if split == "test":
+            rows = [(r, root) for r, root in rows if r.speaker.startswith("mb-")]
+        items, seconds = [], 0.0
+        for r, root in rows:
+            wav, _ = load_audio(r.resolve(root), target_rate=16000)
+            pooled, num_out, hidden, lengths = asr.extract_with_hidden(wav[None])
+            t = int(num_out[0])
+            h = hidden[0, : int(lengths[0])]
+            h = F.pad(h, (0, 0, 0, max(0, 2 * t - h.shape[0])))[: 2 * t]  # exactly 2 sub-frames a frame
+            ref = asr.greedy_ids(asr.head(h)[None].float(), torch.tensor([2 * t]))[0]
+            item = {"hidden": h.half(), "pooled": pooled[0, :t].half(), "ref": ref, "speaker": r.speaker}
+            if split == "test":
+                tok = codec.encode(wav, merging_threshold=1.0, num_quantizers=1)
+                item["codec_read"] = codec.read_code_phones(tok.semantic_codes[0], tok.token_lengths[0])
+            items.append(item)
+            seconds += wav.shape[-1] / 16000
+            if split != "test" and seconds > TRAIN_HOURS * 3600:
+                break
+        torch.save(items, out_dir / f"{split}.pt")
+        print(f"{split}: {len(items)} utterances, {seconds / 3600:.2f} h", flush=True)
+
+
+class SemanticPath(nn.Module):
+    """The codec's semantic path at 12.5 Hz without merging: `[B, T, in_dim]` -> reader vectors `[B, 2T, 144]`."""
+
+    def __init__(self, kind: str, quantize: str):
+        super().__init__()
+        self.kind = kind
+        if kind.startswith("diff"):  # pooled + a rank-r map of (second - first sub-frame), zero at the start
+            rank = int(kind[4:])
+            self.down, self.up = nn.Linear(144, rank), nn.Linear(rank, 144)
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
+        self.encoder = ConvNeXtStack(288 if kind == "stacked" else 144, 128, 2, 384)
+        # "fsq": the codec's [8] * 5 levels; "fsqN": [8] * N; "none": no quantiser
+        digits = int(quantize[3:] or 5) if quantize.startswith("fsq") else 0
+        self.fsq = FSQ(128, [8] * digits) if digits else None
+        self.decoder = ConvNeXtStack(128, 128, 2, 384)
+        self.reader = SubframePhoneReader(128, 144, 256, 8, 2)
+
+    def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(x.shape[1])[None, :] < frames[:, None]
+        if self.kind.startswith("diff"):
+            first, second = x[..., :144], x[..., 144:]
+            x = (first + second) / 2 + self.up(self.down(second - first))
+        z = self.encoder(x, mask)
+        if self.fsq is not None:
+            z, _ = self.fsq(z)
+        return self.reader(self.decoder(z, mask), mask.long())[0]
+
+
+def batch_of(items: list[dict], kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs `[B, T, D]`, frames `[B]`, 25 Hz hidden targets `[B, 2T, 144]`)."""
+    t = max(it["pooled"].shape[0] for it in items)
+    x = torch.zeros(len(items), t, 144 if kind == "pooled" else 288)
+    hid = torch.zeros(len(items), 2 * t, 144)
+    for i, it in enumerate(items):
+        n = it["pooled"].shape[0]
+        x[i, :n] = it["pooled"].float() if kind == "pooled" else it["hidden"].float().reshape(n, 288)
+        hid[i, : 2 * n] = it["hidden"].float()
+    return x, torch.tensor([it["pooled"].shape[0] for it in items]), hid
+
+
+def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    out_dir = Path(out)
+    train_items, test_items = torch.load(out_dir / "train.pt"), torch.load(out_dir / "test.pt")
+    if more:  # the demo voices' 2 h plus 2 h of 39 other speakers
+        train_items = train_items + torch.load(out_dir / "more.pt")
+    asr = FlexiCodec.from_pretrained(None).asr_extractor.float().eval()
+    head = asr.head
+    for p in head.parameters():
+        p.requires_grad_(False)
+    model = SemanticPath(kind, quant)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    steps = 100_000
+    rng = np.random.default_rng(0)
+    order = sorted(range(len(train_items)), key=lambda i: train_items[i]["pooled"].shape[0])
+    buckets = [order[i: i + 16] for i in range(0, len(order), 16)]
+    started, step = time.time(), 0
+    name = f"{kind}_{quant}" + ("_more" if more else "")
+    while time.time() - started < minutes * 60 and step < steps:
+        x, frames, hid = batch_of([train_items[i] for i in buckets[rng.integers(len(buckets))]], kind)
+        lr = 1e-3 * min(1.0, (step + 1) / 200)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        read = model(x, frames)
+        valid = (torch.arange(read.shape[1])[None, :] < 2 * frames[:, None]).float()
+        target = F.log_softmax(head(hid), -1)
+        pred = F.log_softmax(head(read), -1)
+        kl = ((target.exp() * (target - pred)).sum(-1) * valid).sum() / valid.sum()
+        opt.zero_grad()
+        kl.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 500 == 0:
+            print(json.dumps({"run": name, "step": step, "kl": round(float(kl.detach()), 4),
+                              "minutes": round((time.time() - started) / 60, 1)}), flush=True)
+        step += 1
+    model.eval()
+    refs, hyps, codec_hyps, speakers = [], [], [], []
+    with torch.no_grad():
+        for k in range(0, len(test_items), 16):
+            chunk = test_items[k: k + 16]
+            x, frames, _ = batch_of(chunk, kind)
+            ids = asr.greedy_ids(head(model(x, frames)).float(), 2 * frames)
+            for it, h in zip(chunk, ids):
+                refs.append(" ".join(map(str, it["ref"])))
+                hyps.append(" ".join(map(str, h)))
+                codec_hyps.append(" ".join(map(str, it["codec_read"])))
+                speakers.append(it["speaker"].split("-p")[0])
+    result = {"run": name, "steps": step, "minutes": round((time.time() - started) / 60, 1),
+              "final_kl": float(kl.detach()), "test_per_vs_recogniser": phone_error_rate(refs, hyps),
+              "shipped_codec_t1_per_vs_recogniser": phone_error_rate(refs, codec_hyps),
+              "test_utterances": len(refs), "per_voice": {}}
+    for voice in sorted(set(speakers)):
+        pick = [i for i, v in enumerate(speakers) if v == voice]
+        result["per_voice"][voice] = {
+            "probe": phone_error_rate([refs[i] for i in pick], [hyps[i] for i in pick]),
+            "shipped_codec_t1": phone_error_rate([refs[i] for i in pick], [codec_hyps[i] for i in pick])}
+    print(json.dumps(result), flush=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "extract":
+        extract(sys.argv[2], "more" in sys.argv[3:])
+    else:
+        train(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), "more" in sys.argv[6:])

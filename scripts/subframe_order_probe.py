@@ -20,7 +20,6 @@ scored on the same utterances for comparison.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path

@@ -127,10 +127,9 @@ def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -
     train_items, test_items = torch.load(out_dir / "train.pt"), torch.load(out_dir / "test.pt")
     if more:  # the demo voices' 2 h plus 2 h of 39 other speakers
         train_items = train_items + torch.load(out_dir / "more.pt")
-    asr = FlexiCodec.from_pretrained(None).asr_extractor.float().eval()
-    head = asr.head
-    for p in head.parameters():
-        p.requires_grad_(False)
+    codec = FlexiCodec.from_pretrained(None).float()
+    asr = codec.asr_extractor.float().eval()
+    head = asr.head  # frozen: the extractor is loaded without gradients
     model = SemanticPath(kind, quant)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     steps = 100_000
@@ -145,10 +144,8 @@ def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -
         for g in opt.param_groups:
             g["lr"] = lr
         read = model(x, frames)
-        valid = (torch.arange(read.shape[1])[None, :] < 2 * frames[:, None]).float()
-        target = F.log_softmax(head(hid), -1)
-        pred = F.log_softmax(head(read), -1)
-        kl = ((target.exp() * (target - pred)).sum(-1) * valid).sum() / valid.sum()
+        valid = torch.arange(read.shape[1])[None, :] < 2 * frames[:, None]
+        kl = codec._head_kl(hid, read, valid)  # the codec's own sub-frame distillation loss
         opt.zero_grad()
         kl.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

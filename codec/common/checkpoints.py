@@ -96,7 +96,8 @@ def _host_reachable(url: str, timeout: float = 3.0) -> bool:
 
 
 def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Load a state dict from a `.safetensors` file; pickle formats are refused (they can run code)."""
+    """Load a state dict from a `.safetensors` file; pickle formats are refused (they can run code). Matrices
+    stored as int8 with row scales (`codec.common.weight_int8`) come back as float32."""
     file = Path(path)
     if file.suffix in PICKLE_SUFFIXES:
         raise CheckpointError(
@@ -108,10 +109,16 @@ def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from codec.common.weight_int8 import dequantize_state
+
     try:
-        return load_file(str(file), device=str(device))
+        state = load_file(str(file), device=str(device))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"cannot load weights from '{file}': not a valid safetensors file ({' '.join(str(error).split())})") from None
+    try:
+        return dequantize_state(state)  # int8-stored matrices (`save_pretrained(int8=True)`) back to float
+    except ValueError as error:
+        raise CheckpointError(f"cannot load weights from '{file}': {error}") from None
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

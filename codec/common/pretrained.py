@@ -14,6 +14,7 @@ import torch
 from codec.common.checkpoints import load_safetensors, resolve_checkpoint, save_safetensors
 from codec.common.errors import CheckpointError, ConfigError
 from codec.common.fileio import write_json_atomic
+from codec.common.weight_int8 import quantize_state
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -52,14 +53,20 @@ class PretrainedMixin:
     bundle_name: ClassVar[str]
     config: Any
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """Write `config.json` and `model.safetensors` (optionally cast to `dtype`) into `directory`."""
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None, int8: bool = False) -> Path:
+        """Write `config.json` and `model.safetensors` into `directory`: floating tensors cast to `dtype` when
+        given; with `int8`, the large matrices stored as int8 with a scale per row (`codec.common.weight_int8`,
+        half the bytes of float16; `from_pretrained` restores floats)."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()  # type: ignore[attr-defined]
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        save_safetensors(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "model": type(self).__name__})
+        metadata = {"format": "pt", "model": type(self).__name__}
+        if int8:
+            state = quantize_state(state)
+            metadata["int8_weights"] = "per-row absmax"
+        save_safetensors(state, folder / WEIGHTS_NAME, metadata=metadata)
         write_json_atomic(folder / CONFIG_NAME, dataclasses.asdict(self.config))
         return folder
 

@@ -110,7 +110,7 @@ def test_nar_benchmark_gives_a_phone_nar_the_aligned_phones(tts, manifest, tmp_p
     from flexitts.benchmarks.nar import load_cases, run_nar_benchmark
     from flexitts.data.phone_alignment import code_phone_subframes
     from flexitts.errors import ConfigError
-    from flexitts.training.nar import grown_state
+    from codec.common.pretrained import init_state_for
     from nar import Voicebox
 
     cases, _ = load_cases(manifest, limit=1, speaker_prefix="mb-")
@@ -118,7 +118,7 @@ def test_nar_benchmark_gives_a_phone_nar_the_aligned_phones(tts, manifest, tmp_p
     with pytest.raises(ConfigError, match="phone-conditioned"):
         run_nar_benchmark(tts, cases, tmp_path / "plain", phones_from="text", **options)
     nar = Voicebox(dataclasses.replace(tts.nar.config, num_phones=len(tts.table.symbols), code_encoder_layers=1))
-    nar.load_state_dict(grown_state(nar, tts.nar.state_dict()))
+    nar.load_state_dict(init_state_for(nar, tts.nar.state_dict(), "the tiny NAR"))
     seen = []
     original = nar.sample
     nar.sample = lambda *a, **k: seen.append(k) or original(*a, **k)

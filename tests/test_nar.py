@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from codec.common.errors import ConfigError
+from codec.common.errors import CheckpointError, ConfigError
 from nar.config import VoiceboxConfig
 from nar.mel import MelConfig, MelSpectrogram
 from nar.model import Voicebox
@@ -168,7 +168,7 @@ def test_training_step_overfits_a_tiny_batch():
 
 
 def test_code_prior_learns_the_mel_of_each_code_and_grows_from_a_plain_checkpoint(tmp_path):
-    from flexitts.training.nar import grown_state
+    from codec.common.pretrained import init_state_for
 
     with pytest.raises(ConfigError):
         tiny_config(prior_loss_weight=1.0)  # a prior needs the encoder
@@ -193,11 +193,11 @@ def test_code_prior_learns_the_mel_of_each_code_and_grows_from_a_plain_checkpoin
     assert err < 0.5 * float(first["prior"]), (err, float(first["prior"]))
     # A checkpoint without the encoder starts it: its tensors are copied, the encoder keeps its own.
     plain = Voicebox(tiny_config(dim=48, num_layers=2))
-    state = grown_state(net, plain.state_dict())
+    state = init_state_for(net, plain.state_dict(), "the plain NAR")
     assert torch.equal(state["in_proj.weight"], plain.state_dict()["in_proj.weight"])
     assert torch.equal(state["code_prior.to_mel.weight"], net.state_dict()["code_prior.to_mel.weight"])
-    with pytest.raises(ConfigError):
-        grown_state(plain, net.state_dict())  # the other way round: tensors the model lacks
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        init_state_for(plain, net.state_dict(), "the NAR with a prior")  # the other way round: tensors it lacks
 
 
 def test_training_step_accepts_waveforms_and_checks_durations():

@@ -9,7 +9,7 @@ import torch
 
 from codec.common.errors import ConfigError
 from flexitts.data.phone_alignment import onsets_from_progress, phone_subframes
-from flexitts.training.nar import grown_state
+from codec.common.pretrained import init_state_for
 from nar import Voicebox
 from tests.test_nar import make_batch, make_tokens, prompt_for, tiny_config, write_token_cache
 
@@ -48,7 +48,7 @@ def test_a_new_phone_embedding_leaves_a_trained_model_unchanged():
         for p in base.parameters():
             p.add_(0.05 * torch.randn_like(p))
     grown = phone_model(perturb=False)
-    grown.load_state_dict(grown_state(grown, base.state_dict()))
+    grown.load_state_dict(init_state_for(grown, base.state_dict(), "the NAR without phones"))
     codes, durs = make_tokens([6])
     prompt = prompt_for(base, [3])
     expected, _ = base.sample(codes, durs, **prompt, steps=2, seed=1)

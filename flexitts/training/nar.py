@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from codec.common.pretrained import init_state_for
 from flexitts.data.phone_alignment import phone_subframes, spoken_positions
 from flexitts.data.token_cache import TokenCache
 from flexitts.text import PhonemeTable
@@ -168,18 +169,6 @@ def validation_loss(model: Voicebox, dataset: NARDataset, max_units: int, seed: 
     return total / max(1, count)
 
 
-def grown_state(model: torch.nn.Module, init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`model`'s state with every tensor of `init` copied in, so a checkpoint can start a model that adds modules
-    (e.g. a code encoder): the new modules keep their fresh initialisation. A tensor of `init` that the model
-    lacks or holds in another shape is a configuration mismatch and raises."""
-    state = model.state_dict()
-    wrong = [k for k, v in init.items() if k not in state or state[k].shape != v.shape]
-    if wrong:
-        raise ConfigError(f"the init checkpoint does not fit this model ({len(wrong)} tensors, e.g. '{wrong[0]}'): "
-                          "use the same sizes in the config's model section")
-    return {**state, **init}
-
-
 def train_nar(
     run: RunConfig,
     data: str | None = None,
@@ -215,7 +204,8 @@ def train_nar(
 
     seed_everything(run.training.seed)
     model = Voicebox(config)
-    init_state = grown_state(model, Voicebox.from_pretrained(init).state_dict()) if init else None
+    # A checkpoint without a module this config adds (e.g. a code encoder) starts it; the module keeps its own init.
+    init_state = init_state_for(model, Voicebox.from_pretrained(init).state_dict(), str(init)) if init else None
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         if valid_set is None:

@@ -49,7 +49,7 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key in scaled:
         name = key[: -len(SCALE_SUFFIX)]
         q, scale = out.get(name), state[key]
-        if q is None or q.dtype != torch.int8 or scale.shape != q.shape[:1]:
-            raise ValueError(f"'{key}' has no int8 tensor '{name}' with {scale.shape[0]} rows beside it")
+        if q is None or q.dtype != torch.int8 or scale.dim() != 1 or scale.shape != q.shape[:1]:
+            raise ValueError(f"'{key}' has no int8 tensor '{name}' with {scale.numel()} rows beside it")
         out[name] = (q.float().reshape(q.shape[0], -1) * scale.float()[:, None]).reshape(q.shape)
     return out

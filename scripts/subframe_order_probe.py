@@ -8,7 +8,6 @@ distillation loss, from two inputs:
 
 - `pooled`: the 12.5 Hz average (what the codec is given now);
 - `stacked`: the two 25 Hz frames side by side (288-d), which keeps their order;
-- `diffR`: the average plus a rank-R map of the second frame minus the first (a cheap way to keep the order);
 
 each with and without the FSQ, and scores greedy phone readings against the recogniser's own reading of the test
 split's mbrola utterances (the codec evaluation's "code PER"). The shipped codec's reading of its tau=1 codes is
@@ -31,6 +30,7 @@ from torch import nn
 
 from codec import FlexiCodec
 from codec.decoder import ConvNeXtStack
+from codec.framing import length_mask
 from codec.quantizers import FSQ
 from codec.subframe import SubframePhoneReader
 from flexitts.audio import load_audio
@@ -84,12 +84,6 @@ class SemanticPath(nn.Module):
 
     def __init__(self, kind: str, quantize: str):
         super().__init__()
-        self.kind = kind
-        if kind.startswith("diff"):  # pooled + a rank-r map of (second - first sub-frame), zero at the start
-            rank = int(kind[4:])
-            self.down, self.up = nn.Linear(144, rank), nn.Linear(rank, 144)
-            nn.init.zeros_(self.up.weight)
-            nn.init.zeros_(self.up.bias)
         self.encoder = ConvNeXtStack(288 if kind == "stacked" else 144, 128, 2, 384)
         # "fsq": the codec's [8] * 5 levels; "fsqN": [8] * N; "none": no quantiser
         digits = int(quantize[3:] or 5) if quantize.startswith("fsq") else 0
@@ -98,10 +92,7 @@ class SemanticPath(nn.Module):
         self.reader = SubframePhoneReader(128, 144, 256, 8, 2)
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        mask = torch.arange(x.shape[1])[None, :] < frames[:, None]
-        if self.kind.startswith("diff"):
-            first, second = x[..., :144], x[..., 144:]
-            x = (first + second) / 2 + self.up(self.down(second - first))
+        mask = length_mask(frames, x.shape[1])
         z = self.encoder(x, mask)
         if self.fsq is not None:
             z, _ = self.fsq(z)
@@ -144,7 +135,7 @@ def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -
         for g in opt.param_groups:
             g["lr"] = lr
         read = model(x, frames)
-        valid = torch.arange(read.shape[1])[None, :] < 2 * frames[:, None]
+        valid = length_mask(2 * frames, read.shape[1])
         kl = codec._head_kl(hid, read, valid)  # the codec's own sub-frame distillation loss
         opt.zero_grad()
         kl.backward()

@@ -13,8 +13,9 @@ each with and without the FSQ, and scores greedy phone readings against the reco
 split's mbrola utterances (the codec evaluation's "code PER"). The shipped codec's reading of its tau=1 codes is
 scored on the same utterances for comparison.
 
-    PYTHONPATH=. python scripts/subframe_order_probe.py extract runs/order_probe [more]
-    PYTHONPATH=. python scripts/subframe_order_probe.py train runs/order_probe pooled fsq 12   (KIND QUANT MINUTES [more])
+    PYTHONPATH=. python scripts/subframe_order_probe.py extract runs/order_probe [more|big]
+    PYTHONPATH=. python scripts/subframe_order_probe.py train runs/order_probe pooled fsq 12 [more|big]
+        [--width 128 --layers 2 --noise P --cosine --tag NAME]   (KIND QUANT MINUTES; options below)
 """
 from __future__ import annotations
 
@@ -42,19 +43,23 @@ TRAIN_HOURS = 2.0
 
 
 @torch.no_grad()
-def extract(out: str, more: bool = False) -> None:
+def extract(out: str, extra: str = "") -> None:
     """Recogniser hidden layers (25 Hz) and greedy readings for ~2 h of training and the mb- test utterances;
-    `more`: ~2 h of the other voices instead (`corpus/extra`, `corpus/accented`: 39 speakers) as `more.pt`."""
+    `extra="more"`: ~2 h of the other voices instead (`corpus/extra`, `corpus/accented`: 39 speakers) as `more.pt`;
+    `extra="big"`: the demo voices' 9 h training split of `corpus/big` (more sentences) as `big.pt`."""
     torch.set_num_threads(2)
     codec = FlexiCodec.from_pretrained(None).float().eval()
     asr = codec.asr_extractor.float().eval()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for split in (["more"] if more else ["train", "test"]):
+    for split in ([extra] if extra else ["train", "test"]):
+        hours = TRAIN_HOURS
         if split == "more":
             rows = [(r, root) for root in (Path("corpus/extra"), Path("corpus/accented"))
                     for r in read_manifest(root / "train.jsonl")]
             rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+        elif split == "big":
+            rows, hours = [(r, Path("corpus/big")) for r in read_manifest(Path("corpus/big/train.jsonl"))], 9.5
         else:
             rows = [(r, CORPUS) for r in read_manifest(CORPUS / f"{split}.jsonl")]
         if split == "test":
@@ -73,7 +78,7 @@ def extract(out: str, more: bool = False) -> None:
                 item["codec_read"] = codec.read_code_phones(tok.semantic_codes[0], tok.token_lengths[0])
             items.append(item)
             seconds += wav.shape[-1] / 16000
-            if split != "test" and seconds > TRAIN_HOURS * 3600:
+            if split != "test" and seconds > hours * 3600:
                 break
         torch.save(items, out_dir / f"{split}.pt")
         print(f"{split}: {len(items)} utterances, {seconds / 3600:.2f} h", flush=True)
@@ -82,20 +87,31 @@ def extract(out: str, more: bool = False) -> None:
 class SemanticPath(nn.Module):
     """The codec's semantic path at 12.5 Hz without merging: `[B, T, in_dim]` -> reader vectors `[B, 2T, 144]`."""
 
-    def __init__(self, kind: str, quantize: str):
+    def __init__(self, kind: str, quantize: str, width: int = 128, layers: int = 2, noise: float = 0.0):
         super().__init__()
-        self.encoder = ConvNeXtStack(288 if kind == "stacked" else 144, 128, 2, 384)
+        self.encoder = ConvNeXtStack(288 if kind == "stacked" else 144, width, layers, 3 * width)
         # "fsq": the codec's [8] * 5 levels; "fsqN": [8] * N; "none": no quantiser
         digits = int(quantize[3:] or 5) if quantize.startswith("fsq") else 0
-        self.fsq = FSQ(128, [8] * digits) if digits else None
-        self.decoder = ConvNeXtStack(128, 128, 2, 384)
-        self.reader = SubframePhoneReader(128, 144, 256, 8, 2)
+        self.fsq = FSQ(width, [8] * digits) if digits else None
+        self.decoder = ConvNeXtStack(width, width, layers, 3 * width)
+        self.reader = SubframePhoneReader(width, 144, 256, 8, 2)
+        self.noise = noise  # training only: share of items whose rounding is replaced by uniform noise
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         mask = length_mask(frames, x.shape[1])
         z = self.encoder(x, mask)
         if self.fsq is not None:
-            z, _ = self.fsq(z)
+            if self.training and self.noise > 0:
+                # Noise substitution (Balle et al.): bounded latent + U(-1/2, 1/2) step instead of rounding for a
+                # random share of items, so the gradient sees the quantiser's error without a straight-through hole
+                bounded = self.fsq._bound(self.fsq.in_proj(z))
+                half = (self.fsq.levels // 2).to(z.dtype)
+                noisy = self.fsq.out_proj((bounded + torch.rand_like(bounded) - 0.5) / half)
+                rounded, _ = self.fsq(z)
+                pick = (torch.rand(z.shape[0], 1, 1) < self.noise).to(z.dtype)
+                z = pick * noisy + (1 - pick) * rounded
+            else:
+                z, _ = self.fsq(z)
         return self.reader(self.decoder(z, mask), mask.long())[0]
 
 
@@ -111,27 +127,32 @@ def batch_of(items: list[dict], kind: str) -> tuple[torch.Tensor, torch.Tensor, 
     return x, torch.tensor([it["pooled"].shape[0] for it in items]), hid
 
 
-def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -> None:
+def train(out: str, kind: str, quant: str, minutes: float, extra: str = "", width: int = 128, layers: int = 2,
+          noise: float = 0.0, cosine: bool = False, tag: str = "") -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out_dir = Path(out)
     train_items, test_items = torch.load(out_dir / "train.pt"), torch.load(out_dir / "test.pt")
-    if more:  # the demo voices' 2 h plus 2 h of 39 other speakers
+    if extra == "more":  # the demo voices' 2 h plus 2 h of 39 other speakers
         train_items = train_items + torch.load(out_dir / "more.pt")
+    elif extra == "big":  # the demo voices' 9 h (corpus/big: the same voices, more sentences) in place of 2 h
+        train_items = torch.load(out_dir / "big.pt")
     codec = FlexiCodec.from_pretrained(None).float()
     asr = codec.asr_extractor.float().eval()
     head = asr.head  # frozen: the extractor is loaded without gradients
-    model = SemanticPath(kind, quant)
+    model = SemanticPath(kind, quant, width, layers, noise)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     steps = 100_000
     rng = np.random.default_rng(0)
     order = sorted(range(len(train_items)), key=lambda i: train_items[i]["pooled"].shape[0])
     buckets = [order[i: i + 16] for i in range(0, len(order), 16)]
     started, step = time.time(), 0
-    name = f"{kind}_{quant}" + ("_more" if more else "")
+    name = f"{kind}_{quant}" + (f"_{extra}" if extra else "") + tag
     while time.time() - started < minutes * 60 and step < steps:
         x, frames, hid = batch_of([train_items[i] for i in buckets[rng.integers(len(buckets))]], kind)
         lr = 1e-3 * min(1.0, (step + 1) / 200)
+        if cosine:  # decay to zero over the wall-clock budget
+            lr *= 0.5 * (1 + np.cos(np.pi * min(1.0, (time.time() - started) / (minutes * 60))))
         for g in opt.param_groups:
             g["lr"] = lr
         read = model(x, frames)
@@ -172,6 +193,17 @@ def train(out: str, kind: str, quant: str, minutes: float, more: bool = False) -
 
 if __name__ == "__main__":
     if sys.argv[1] == "extract":
-        extract(sys.argv[2], "more" in sys.argv[3:])
+        extract(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
     else:
-        train(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), "more" in sys.argv[6:])
+        import argparse
+        ap = argparse.ArgumentParser()
+        ap.add_argument("out"), ap.add_argument("kind"), ap.add_argument("quant")
+        ap.add_argument("minutes", type=float)
+        ap.add_argument("extra", nargs="?", default="", choices=["", "more", "big"])
+        ap.add_argument("--width", type=int, default=128)
+        ap.add_argument("--layers", type=int, default=2)
+        ap.add_argument("--noise", type=float, default=0.0)
+        ap.add_argument("--cosine", action="store_true")
+        ap.add_argument("--tag", default="")
+        a = ap.parse_args(sys.argv[2:])
+        train(a.out, a.kind, a.quant, a.minutes, a.extra, a.width, a.layers, a.noise, a.cosine, a.tag)

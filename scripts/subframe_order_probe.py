@@ -15,7 +15,7 @@ scored on the same utterances for comparison.
 
     PYTHONPATH=. python scripts/subframe_order_probe.py extract runs/order_probe [more|big]
     PYTHONPATH=. python scripts/subframe_order_probe.py train runs/order_probe pooled fsq 12 [more|big]
-        [--width 128 --layers 2 --noise P --cosine --tag NAME]   (KIND QUANT MINUTES; options below)
+        [--width 128 --layers 2 --noise P --cosine --tag NAME]   (KIND QUANT MINUTES; the options: reports/semantic_code_probe.md)
 """
 from __future__ import annotations
 

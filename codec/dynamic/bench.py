@@ -120,7 +120,7 @@ def _bench_merge(frames: int, dim: int, repeats: int, seed: int, progress: Progr
     # ...and must write every output element once: a fill of the output buffer. Read + write is the floor for any
     # merge that streams through memory (the two passes can share the bus, so their sum is an optimistic floor).
     write = [_timed(lambda: buf.fill_(0.0), dev)[0] for _ in range(repeats)]
-    merge(x, lens, out=buf)
+    merge(x, lens, out=buf)  # the means back into `y` (= buf), which the loop reference is checked against
     _say(progress, "merge: python loop reference")
     ref_buf = torch.zeros(G, dim, device=dev)
     t_loop, ref = _timed(lambda: merge_loop_reference(x, lens, out=ref_buf), dev)

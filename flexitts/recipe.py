@@ -9,6 +9,9 @@
             (phone distillation into the semantic codes, 120 min)
             then flexitts train codec --config configs/codec_demo_subphone.yaml --init runs/codec_phone/model
             (sub-frame phone distillation: the codes spell every phone of their span, 75 min)
+            then flexitts train codec --config configs/codec_demo_big.yaml --init runs/codec_subphone/model
+            and the same config again with --out runs/codec_big2 --init runs/codec_big/model (the same losses
+            on corpus/big's 9 h, so the codes learn phones rather than the demo split's sentences, 2 x 40 min)
     tokens  flexitts data tokens --manifest corpus/big/train.jsonl ... (and corpus/demo/valid.jsonl) (~12 min)
             then flexitts data align --cache runs/tokens_sub (and runs/tokens_sub_valid): phone onsets (~2 min)
     ar      flexitts train ar --config configs/ar_demo.yaml                         (budget 150 min)
@@ -61,15 +64,18 @@ TOKENS = "runs/tokens_sub"
 TOKEN_SETTINGS = ("t0.39", "t0.48", "t1")  # about 6.25, 8.3 and 12.5 tokens/s with the demo recogniser
 AR_SAMPLE_SETTINGS = ("t0.39", "t0.48")  # the merged settings around synthesis' 8.3 Hz get the AR's samples
 STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
-MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_subphone", "ar": "runs/ar_ptr", "nar": "runs/nar_arsamples",
+MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_big2", "ar": "runs/ar_ptr", "nar": "runs/nar_arsamples",
           "vocoder": "runs/vocoder_refine"}
 # Bundle models whose large matrices are stored as int8 with a scale per row (`codec.common.weight_int8`): the
 # NAR's 15.6 MB become 8.0 MB at the same quality (`flexitts bench nar`, 30 mbrola test utterances, 15 steps, cfg
 # 2: WER 0.343 against 0.349 in float16, similarity 0.821 / 0.822, STOI 0.748 and PER 0.187 both).
 INT8_MODELS = ("nar",)
-# A stage may train in several runs: (config name, run folder, run whose model it starts from).
+# A stage may train in several runs: (config name, run folder, run whose model it starts from). The folder is the
+# run's output folder, so one config may serve several runs.
 RUNS = {"codec": [("codec_demo", "runs/codec_demo", None), ("codec_demo_phone", "runs/codec_phone", "runs/codec_demo"),
-                  ("codec_demo_subphone", "runs/codec_subphone", "runs/codec_phone")],
+                  ("codec_demo_subphone", "runs/codec_subphone", "runs/codec_phone"),
+                  ("codec_demo_big", "runs/codec_big", "runs/codec_subphone"),
+                  ("codec_demo_big", "runs/codec_big2", "runs/codec_big")],
         "ar": [("ar_demo", "runs/ar_phone", None), ("ar_demo_subphone", "runs/ar_sub", "runs/ar_phone"),
                ("ar_demo_pointer", "runs/ar_ptr", "runs/ar_sub")],
         "nar": [("nar_demo", "runs/nar_demo", None), ("nar_demo_prior", "runs/nar_prior", "runs/nar_demo"),
@@ -124,7 +130,7 @@ def _train(model: str, bundle: Path, log: Callable[[str], None]) -> str:
         start = str(ROOT / init / FINAL_MODEL) if init and not resume else None
         run = load_run_config(ROOT / "configs" / f"{config}.yaml")
         _ar_samples(run, bundle, log)
-        result, _ = train(run, None, None, start, resume, True)
+        result, _ = train(run, None, str(run_dir), start, resume, True)
         details.append(f"{config}: step {result.step}{' (time budget reached)' if result.stopped_by_budget else ''}")
     return "; ".join(details)
 

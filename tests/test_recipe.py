@@ -56,12 +56,35 @@ def test_every_shipped_config_builds_its_model_config(path: Path, monkeypatch: p
 def test_recipe_runs_chain_into_the_exported_model(model: str) -> None:
     runs = _runs(model)
     assert runs[-1][1] == recipe.MODELS[model], "the bundle exports the stage's last run"
+    assert len({folder for _, folder, _ in runs}) == len(runs), "each run writes a folder of its own"
     previous = None
     for config_name, folder, init in runs:
         run = load_run_config(recipe.ROOT / "configs" / f"{config_name}.yaml")
-        assert run.resolve(run.out_dir).resolve() == (recipe.ROOT / folder).resolve(), config_name
+        if sum(name == config_name for name, _, _ in runs) == 1:  # a config serving one run names its folder
+            assert run.resolve(run.out_dir).resolve() == (recipe.ROOT / folder).resolve(), config_name
         assert init == previous, f"{config_name} starts from the previous run of its stage"
         previous = folder
+
+
+def test_runs_sharing_a_config_train_into_their_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flexitts.training.codec as codec_training
+    from flexitts.training.loop import TrainResult
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "shared.yaml").write_text("out_dir: ../runs/first\nmodel: {}\ntraining: {max_steps: 3}\n")
+    calls = []
+
+    def fake_train(run, data, out, init, resume, progress):
+        calls.append((out, init, resume))
+        return TrainResult(step=3, model_dir=Path(out) / "model"), {}
+
+    monkeypatch.setattr(recipe, "ROOT", tmp_path)
+    monkeypatch.setattr(codec_training, "train_codec", fake_train)
+    monkeypatch.setitem(recipe.RUNS, "codec", [("shared", "runs/first", None), ("shared", "runs/second", "runs/first")])
+    detail = recipe._train("codec", tmp_path / "bundle", lambda line: None)
+    assert calls == [(str(tmp_path / "runs/first"), None, False),
+                     (str(tmp_path / "runs/second"), str(tmp_path / "runs/first/model"), False)]
+    assert detail == "shared: step 3; shared: step 3"
 
 
 @pytest.mark.parametrize("config_name", ["ar_demo", "ar_demo_subphone", "ar_demo_pointer", "nar_demo", "nar_demo_prior",

@@ -67,8 +67,9 @@ STAGES = ("corpus", "asr", "codec", "tokens", "ar", "nar", "vocoder", "export")
 MODELS = {"asr": "runs/asr_demo", "codec": "runs/codec_big2", "ar": "runs/ar_ptr", "nar": "runs/nar_arsamples",
           "vocoder": "runs/vocoder_refine"}
 # Bundle models whose large matrices are stored as int8 with a scale per row (`codec.common.weight_int8`): the
-# NAR's 15.6 MB become 8.0 MB at the same quality (`flexitts bench nar`, 30 mbrola test utterances, 15 steps, cfg
-# 2: WER 0.343 against 0.349 in float16, similarity 0.821 / 0.822, STOI 0.748 and PER 0.187 both).
+# NAR's 15.6 MB become 8.0 MB at the same quality (measured on the session-17 NAR with `flexitts bench nar`, 30
+# mbrola test utterances, 15 steps, cfg 2: WER 0.343 against 0.349 in float16, similarity 0.821 / 0.822, STOI 0.748
+# and PER 0.187 both).
 INT8_MODELS = ("nar",)
 # A stage may train in several runs: (config name, run folder, run whose model it starts from). The folder is the
 # run's output folder, so one config may serve several runs.

@@ -43,7 +43,7 @@ DEFAULT_PHONE_GUIDE = 1.0
 # weight * (v(codes, phones) - v(codes)), towards the text's phones where the AR's codes disagree. 0: off.
 # On 20 test sentences (mb-us1 reference, phone NAR after 3000 steps): WER 0.662 (off), 0.623 (1), 0.606 (3); with
 # the code-noise NAR (configs/nar_demo_robust.yaml, 2000 steps): 0.602 (3), 0.675 (6). It costs one more NAR pass
-# a step. The shipped NAR (configs/nar_demo_arsamples.yaml) trained on the AR's own mistakes and follows the phones
+# a step. configs/nar_demo_arsamples.yaml's NAR, trained on the AR's own mistakes, follows the phones
 # without it: means of two seeds, mb-us1 WER 0.597, PER 0.351, similarity 0.824 at weight 0 (0.569 / 0.344 / 0.820
 # at 3); held-out mb-us3 0.502 / 0.318 / 0.770 (0.541 / 0.310 / 0.771 at 3). Off by default, which saves the pass.
 DEFAULT_PHONE_CFG = 0.0

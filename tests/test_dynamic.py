@@ -524,7 +524,8 @@ def test_entropy_ratios_for_rate():
 # ----------------------------------------------------------------------------------------------- bench, layering
 
 
-def test_benchmark_smoke(tmp_path: Path):
+def test_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")  # reported only: torch reads it once, at its first allocation
     feats = [smooth(T, 8, i, dtype=torch.float32) for i, T in enumerate((30, 45, 60, 17))]
     messages: list[str] = []
     res = run_dynamic_benchmark(tmp_path, features=feats, merge_frames=3000, merge_dim=16, merge_repeats=1,
@@ -537,7 +538,9 @@ def test_benchmark_smoke(tmp_path: Path):
     for t in res["features"]["targets"]:
         assert t["dp"]["corpus_rate_hz"] == pytest.approx(t["target_hz"], abs=0.5)
         assert t["threshold_global"]["corpus_rate_hz"] == pytest.approx(t["target_hz"], abs=0.5)
-    assert "Merge" in (tmp_path / "dynamic.md").read_text()
+    assert res["host"]["thp_mem_alloc"] is True
+    report = (tmp_path / "dynamic.md").read_text()
+    assert "Merge" in report and "huge pages for large CPU tensors on" in report
     assert messages and not list(tmp_path.glob("*.tmp"))
 
 

@@ -287,7 +287,9 @@ def _markdown(res: dict[str, Any]) -> str:
     lines = ["# Dynamic-rate algorithms benchmark", "",
              f"Host: {res['host']['cpu_threads']} torch threads ({res['host']['dp_threads']} for the DP) on "
              f"{res['host']['cpu_count']} CPUs "
-             f"(1-min load average at start: {res['host']['load_avg_1min']}), torch {res['host']['torch']}. "
+             f"(1-min load average at start: {res['host']['load_avg_1min']}), torch {res['host']['torch']}, "
+             f"huge pages for large CPU tensors {'on' if res['host'].get('thp_mem_alloc') else 'off'} "
+             "(`THP_MEM_ALLOC_ENABLE=1`: fewer page faults for a fresh output, fewer TLB misses). "
              "Timings are wall-clock medians and depend on machine load.", "",
              "## Merge: vectorised vs Python loop", "",
              f"{m['frames']:,} frames x {m['dim']} ({m['dtype']}), {m['segments']:,} segments "
@@ -302,10 +304,11 @@ def _markdown(res: dict[str, Any]) -> str:
              f"{m['max_speedup_at_read_floor']:.1f}x |",
              f"| read + write floor: the read floor plus `out.fill_(0)` (one pass over the output) | "
              f"{m['read_floor_s'] + m['write_floor_s']:.3f} | {m['max_speedup_at_read_write_floor']:.1f}x |", "",
-             f"Device: {m['device']}. The floors bound every implementation on this host: a merge must read "
+             f"Device: {m['device']}. The floors bound every implementation in this run (they vary between runs on a "
+             "shared machine): a merge must read "
              f"all {m['frames'] * m['dim'] * 4 / 2**30:.1f} GiB of input and write all "
-             f"{m['segments'] * m['dim'] * 4 / 2**30:.1f} GiB of output once, so no merge can beat the loop by more "
-             f"than about {m['max_speedup_at_read_write_floor']:.0f}x here.", "",
+             f"{m['segments'] * m['dim'] * 4 / 2**30:.1f} GiB of output once, so no merge could beat the loop by more "
+             f"than about {m['max_speedup_at_read_write_floor']:.0f}x in this run.", "",
              f"Required >= {m['required_speedup']:.0f}x: reused buffer "
              f"{'PASS' if m['speedup_ok_reused_output'] else 'FAIL'}, fresh output "
              f"{'PASS' if m['speedup_ok_fresh_output'] else 'FAIL'}. "
@@ -393,6 +396,8 @@ def run_dynamic_benchmark(out_dir: str | os.PathLike, features: Sequence[Tensor]
                      "cpu_count": os.cpu_count(),
                      "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                      "torch": torch.__version__, "machine": platform.machine(),
+                     # torch's CPU allocator backs allocations of 2 MB and more with huge pages only when this is set
+                     "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1",
                      "python": platform.python_version()},
             "merge": _bench_merge(merge_frames, merge_dim, merge_repeats, seed, progress, merge_device),
         }
